@@ -1,0 +1,73 @@
+"""The one exception hierarchy of streamstate.
+
+A miss returns ``None``; a failure raises one of these. Backends translate client
+exceptions at a single point and always chain the original (``raise ... from exc``).
+"""
+
+from __future__ import annotations
+
+
+class StreamstateError(Exception):
+    """Base class of every error streamstate raises on purpose."""
+
+
+class ConfigError(StreamstateError, ValueError):
+    """Bad configuration or arguments; the message names the offending key."""
+
+
+class CodecError(StreamstateError):
+    """A stored entry could not be decoded (foreign, corrupt, or wrong key).
+
+    Attributes:
+        session: The session whose log held the entry, if known.
+        entry_id: The stream entry id, if known.
+        stage: The pipeline stage that failed (``header``, ``cipher``, ``zstd``, ``msgpack``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        session: str | None = None,
+        entry_id: str | None = None,
+        stage: str | None = None,
+    ) -> None:
+        where = []
+        if session is not None:
+            where.append(f"session {session!r}")
+        if entry_id is not None:
+            where.append(f"entry {entry_id}")
+        if stage is not None:
+            where.append(f"stage {stage}")
+        super().__init__(f"{message} ({', '.join(where)})" if where else message)
+        self.session = session
+        self.entry_id = entry_id
+        self.stage = stage
+
+
+class BackendError(StreamstateError):
+    """The storage backend failed; the server's message is kept."""
+
+
+class BackendUnavailable(BackendError, ConnectionError):
+    """The backend could not be reached within the retry budget."""
+
+
+class ScriptError(BackendError):
+    """A server-side script failed (nothing it would have written was written)."""
+
+
+class ConflictError(StreamstateError):
+    """An idempotency key or a compare-and-set precondition did not hold."""
+
+
+class PayloadTooLarge(StreamstateError, ValueError):
+    """A payload exceeds the configured maximum; refused before it was sent."""
+
+
+class NotFound(StreamstateError, LookupError):
+    """A named session, checkpoint or item does not exist (CLI and replay APIs)."""
+
+
+class RebuildMismatch(StreamstateError):
+    """A view rebuilt from the log differs from the live view."""

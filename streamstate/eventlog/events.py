@@ -1,0 +1,111 @@
+"""Every event streamstate writes to a log.
+
+Events are frozen, tagged msgspec Structs encoded as arrays. Schema evolution rules
+(msgspec's): new fields go last with defaults, field types never change, tags never
+change (a renamed class keeps its tag, so stored data is never orphaned). Channel and
+item values stay opaque ``(type, bytes)`` pairs produced by LangGraph's serde.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import msgspec
+
+Typed = tuple[str, bytes]
+"""A value as LangGraph's serde produced it: ``(type name, bytes)``."""
+
+Version = str | int | float
+
+
+class Blob(msgspec.Struct, array_like=True, frozen=True):
+    """One channel value at one version."""
+
+    channel: str
+    version: Version
+    value: Typed
+
+
+class CheckpointPut(msgspec.Struct, tag="cp", array_like=True, frozen=True):
+    """A checkpoint was saved (LangGraph ``put``)."""
+
+    ns: str
+    """Checkpoint namespace (``""`` for the root graph)."""
+    checkpoint_id: str
+    parent_id: str | None
+    checkpoint: Typed
+    """The checkpoint without ``channel_values``, through the saver's serde."""
+    metadata: Typed
+    """The checkpoint metadata, through the saver's serde."""
+    blobs: list[Blob]
+    """Channel values whose version is new in this checkpoint."""
+    filter: dict[str, str]
+    """Canonical JSON of each top-level metadata value, for server-side ``list`` filters."""
+    run_id: str | None = None
+    created_at: float = 0.0
+    """Unix time the event was created (seconds)."""
+
+
+class Write(msgspec.Struct, array_like=True, frozen=True):
+    idx: int
+    """Index in the task's writes; special channels use LangGraph's negative indexes."""
+    channel: str
+    value: Typed
+
+
+class WritesPut(msgspec.Struct, tag="wr", array_like=True, frozen=True):
+    """A task's pending writes against a checkpoint (LangGraph ``put_writes``)."""
+
+    ns: str
+    checkpoint_id: str
+    task_id: str
+    task_path: str
+    writes: list[Write]
+    created_at: float = 0.0
+
+
+class FieldVector(msgspec.Struct, array_like=True, frozen=True):
+    """An embedding computed at put time (replay never re-embeds)."""
+
+    path: str
+    vector: list[float]
+
+
+class ItemPut(msgspec.Struct, tag="ip", array_like=True, frozen=True):
+    """A store item was written (LangGraph ``BaseStore.put``)."""
+
+    namespace: tuple[str, ...]
+    key: str
+    value: bytes
+    """The item's value dict, msgpack-encoded (LangGraph store values are JSON-like)."""
+    created_at: float
+    updated_at: float
+    ttl_minutes: float | None = None
+    vectors: list[FieldVector] = []
+
+
+class ItemDeleted(msgspec.Struct, tag="id", array_like=True, frozen=True):
+    """A store item was deleted."""
+
+    namespace: tuple[str, ...]
+    key: str
+    deleted_at: float = 0.0
+
+
+Event = CheckpointPut | WritesPut | ItemPut | ItemDeleted
+"""Every event type; decoding uses this tagged union."""
+
+EVENT_TYPES: tuple[type, ...] = (CheckpointPut, WritesPut, ItemPut, ItemDeleted)
+
+
+class LogEntry(NamedTuple):
+    """One decoded log entry."""
+
+    id: str
+    """The backend's entry id (a Valkey stream id such as ``1732200000000-0``)."""
+    event: Event
+
+
+def event_kind(event: Event) -> str:
+    """The event's stable tag (``cp``, ``wr``, ``ip``, ``id``)."""
+    return type(event).__struct_config__.tag  # type: ignore[return-value]

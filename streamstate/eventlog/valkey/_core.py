@@ -1,0 +1,313 @@
+"""The pure core of the Valkey event log: plan a call, then read its reply.
+
+Nothing here touches a client, awaits, or reads a clock; the sync and async shells
+(``log.py``) only execute what these functions plan.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from streamstate.errors import CodecError
+from streamstate.eventlog.codec import Codec
+from streamstate.eventlog.contract import AppendResult
+from streamstate.eventlog.events import Event, LogEntry
+from streamstate.eventlog.keys import Keyspace, SessionKeys, SessionName
+from streamstate.eventlog.ops import ARITY, Op, Projection, pexpire, sadd
+from streamstate.eventlog.valkey.scripts import APPEND, DELETE, LuaScript
+
+logger = logging.getLogger("streamstate.eventlog")
+
+EVENT_FIELD = b"e"
+
+
+@dataclass(frozen=True)
+class Command:
+    """One Valkey command. ``idempotent`` calls may be retried after a connection error."""
+
+    args: tuple[Any, ...]
+    idempotent: bool = True
+
+
+@dataclass(frozen=True)
+class ScriptCall:
+    """One Lua script invocation (EVALSHA, loading the script on NOSCRIPT)."""
+
+    script: LuaScript
+    keys: list[str]
+    args: list[Any] = field(default_factory=list)
+    idempotent: bool = True
+
+
+Call = Command | ScriptCall
+
+
+def text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, (bytes, bytearray)) else value
+
+
+def ttl_ms(ttl: float) -> int:
+    """Seconds (sub-second honoured) to whole milliseconds, at least 1."""
+    return max(1, round(ttl * 1000))
+
+
+def session_key_set(keys: SessionKeys, projections: Iterable[Projection]) -> list[str]:
+    """Every key a session may hold: its log, idempotency hash and all views."""
+    out = [keys.log, keys.idem]
+    for p in projections:
+        out.extend(p.view_keys(keys))
+    return out
+
+
+def ops_for(
+    keys: SessionKeys, events: Sequence[Event], projections: Iterable[Projection]
+) -> list[Op]:
+    projections = tuple(projections)
+    return [op for e in events for p in projections for op in p.apply(keys, e)]
+
+
+def plan_append(
+    keyspace: Keyspace,
+    projections: Sequence[Projection],
+    codec: Codec,
+    session: SessionName,
+    events: Sequence[Event],
+    *,
+    idempotency_key: str | None = None,
+    guard: tuple[str, str] | None = None,
+    skip_if_noop: bool = False,
+    extra_ops: Sequence[Op] = (),
+    ttl: float | None = None,
+    register: bool = True,
+) -> ScriptCall:
+    """Plan the atomic append of ``events`` with every projection op they imply.
+
+    Args:
+        guard: ``(key, field)``: the append is a duplicate if that hash field exists
+            (a natural idempotency key such as a checkpoint id).
+        skip_if_noop: the append is a duplicate if no hash-content op would change
+            anything (e.g. a retried insert-if-absent).
+        ttl: seconds; every key of the session gets this TTL, refreshed atomically.
+    """
+    sk = keyspace.session(session)
+    encoded = [codec.encode(e) for e in events]
+    ops = ops_for(sk, events, projections)
+    ops.extend(extra_ops)
+    if register:
+        ops.append(sadd(keyspace.sessions, sk.tag))
+    if ttl is not None:
+        ms = ttl_ms(ttl)
+        ops.extend(pexpire(k, ms) for k in session_key_set(sk, projections))
+    return _script_for(
+        sk, encoded, ops, guard=guard, idempotency_key=idempotency_key, skip_if_noop=skip_if_noop
+    )
+
+
+def plan_apply_ops(keyspace: Keyspace, session: SessionName, ops: Sequence[Op]) -> ScriptCall:
+    """Apply ops without appending (rebuilding a view from the log)."""
+    return _script_for(keyspace.session(session), [], ops, idempotent=True)
+
+
+def _script_for(
+    sk: SessionKeys,
+    encoded: Sequence[bytes],
+    ops: Sequence[Op],
+    *,
+    guard: tuple[str, str] | None = None,
+    idempotency_key: str | None = None,
+    skip_if_noop: bool = False,
+    idempotent: bool | None = None,
+) -> ScriptCall:
+    keys = [sk.log, sk.idem]
+    index = {sk.log: 1, sk.idem: 2}
+
+    def key_index(key: str) -> int:
+        i = index.get(key)
+        if i is None:
+            keys.append(key)
+            i = index[key] = len(keys)
+        return i
+
+    guard_index, guard_field = (key_index(guard[0]), guard[1]) if guard else (0, "")
+    args: list[Any] = [
+        guard_index,
+        guard_field,
+        idempotency_key or "",
+        "1" if skip_if_noop else "0",
+        len(encoded),
+        *encoded,
+    ]
+    for op in ops:
+        if len(op.args) != ARITY[op.code]:
+            raise ValueError(f"op {op.code} takes {ARITY[op.code]} args, got {op.args!r}")
+        args.append(op.code)
+        args.append(key_index(op.key))
+        args.extend(op.args)
+    if idempotent is None:
+        idempotent = bool(guard or idempotency_key or skip_if_noop) or not encoded
+    return ScriptCall(APPEND, keys, args, idempotent=idempotent)
+
+
+def read_append(reply: Sequence[Any]) -> AppendResult:
+    if int(reply[0]) == 1:
+        return AppendResult(True, [text(r) for r in reply[1:]])
+    prev = text(reply[1]) if len(reply) > 1 and reply[1] else None
+    return AppendResult(False, [prev] if prev else [])
+
+
+def plan_read(
+    keyspace: Keyspace,
+    session: SessionName,
+    start: str | None = None,
+    end: str | None = None,
+    *,
+    count: int | None = None,
+    reverse: bool = False,
+) -> Command:
+    log = keyspace.session(session).log
+    lo, hi = start or "-", end or "+"
+    args: tuple[Any, ...] = ("XREVRANGE", log, hi, lo) if reverse else ("XRANGE", log, lo, hi)
+    if count is not None:
+        if count < 0:
+            raise ValueError(f"count must be >= 0, got {count}")
+        args += ("COUNT", count)
+    return Command(args)
+
+
+def _fields(raw: Any) -> dict[bytes, bytes] | None:
+    if raw is None:
+        return None
+    if isinstance(raw, dict):
+        return {k if isinstance(k, bytes) else str(k).encode(): v for k, v in raw.items()}
+    it = iter(raw)
+    return {k if isinstance(k, bytes) else str(k).encode(): v for k, v in zip(it, it)}
+
+
+def read_entries(
+    reply: Iterable[Any],
+    codec: Codec,
+    session: SessionName,
+    *,
+    strict: bool = True,
+) -> list[LogEntry]:
+    """Decode XRANGE-style ``[(id, fields), ...]`` into entries.
+
+    A foreign or corrupt entry raises :class:`CodecError` when ``strict``; otherwise it
+    is skipped with a warning (what an audit tail wants).
+    """
+    out: list[LogEntry] = []
+    label = session if isinstance(session, str) else "/".join(session)
+    for entry_id, raw_fields in reply or ():
+        eid = text(entry_id)
+        fields = _fields(raw_fields)
+        if fields is None:  # deleted while pending in a consumer group
+            continue
+        payload = fields.get(EVENT_FIELD)
+        try:
+            if payload is None:
+                raise CodecError(
+                    "entry has no 'e' field: not written by streamstate",
+                    session=label,
+                    entry_id=eid,
+                    stage="header",
+                )
+            event = codec.decode(payload, Event, session=label, entry_id=eid)
+        except CodecError:
+            if strict:
+                raise
+            logger.warning("skipping undecodable entry %s in session %r", eid, label)
+            continue
+        out.append(LogEntry(eid, event))
+    return out
+
+
+def plan_last_id(keyspace: Keyspace, session: SessionName) -> Command:
+    return Command(("XREVRANGE", keyspace.session(session).log, "+", "-", "COUNT", 1))
+
+
+def read_last_id(reply: Sequence[Any]) -> str:
+    return text(reply[0][0]) if reply else "0-0"
+
+
+def plan_tail(
+    keyspace: Keyspace, session: SessionName, after: str, *, block_ms: int, count: int = 100
+) -> Command:
+    log = keyspace.session(session).log
+    return Command(("XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS", log, after))
+
+
+def stream_items(reply: Any) -> list[Any]:
+    """The entries of a single-stream XREAD/XREADGROUP reply (RESP2 or RESP3 shape)."""
+    if not reply:
+        return []
+    if isinstance(reply, dict):
+        return next(iter(reply.values()))[0] if reply else []
+    return reply[0][1]
+
+
+def plan_ensure_group(
+    keyspace: Keyspace, session: SessionName, group: str, start_id: str
+) -> Command:
+    log = keyspace.session(session).log
+    return Command(("XGROUP", "CREATE", log, group, start_id, "MKSTREAM"))
+
+
+def plan_group_read(
+    keyspace: Keyspace,
+    session: SessionName,
+    group: str,
+    consumer: str,
+    *,
+    pending: bool,
+    count: int,
+    block_ms: int | None,
+) -> Command:
+    log = keyspace.session(session).log
+    args: tuple[Any, ...] = ("XREADGROUP", "GROUP", group, consumer, "COUNT", count)
+    if block_ms is not None and not pending:
+        args += ("BLOCK", block_ms)
+    return Command((*args, "STREAMS", log, "0" if pending else ">"), idempotent=pending)
+
+
+def plan_ack(keyspace: Keyspace, session: SessionName, group: str, ids: Sequence[str]) -> Command:
+    return Command(("XACK", keyspace.session(session).log, group, *ids))
+
+
+def plan_delete(
+    keyspace: Keyspace, projections: Sequence[Projection], session: SessionName
+) -> ScriptCall:
+    """Delete every key of the session and unregister it; the reply counts existing keys."""
+    sk = keyspace.session(session)
+    return ScriptCall(DELETE, [*session_key_set(sk, projections), keyspace.sessions], [sk.tag])
+
+
+def plan_exists(keyspace: Keyspace, session: SessionName) -> Command:
+    return Command(("EXISTS", keyspace.session(session).log))
+
+
+def plan_trim(
+    keyspace: Keyspace, session: SessionName, *, maxlen: int | None, minid: str | None
+) -> Command:
+    if (maxlen is None) == (minid is None):
+        raise ValueError("trim needs exactly one of maxlen or minid")
+    log = keyspace.session(session).log
+    if maxlen is not None:
+        return Command(("XTRIM", log, "MAXLEN", "=", maxlen))
+    return Command(("XTRIM", log, "MINID", "=", minid))
+
+
+def plan_length(keyspace: Keyspace, session: SessionName) -> Command:
+    return Command(("XLEN", keyspace.session(session).log))
+
+
+def plan_sessions_page(keyspace: Keyspace, cursor: int, count: int = 500) -> Command:
+    """A page of the session registry (SSCAN of one small set, never a keyspace SCAN)."""
+    return Command(("SSCAN", keyspace.sessions, cursor, "COUNT", count))
+
+
+def read_sessions_page(reply: Sequence[Any]) -> tuple[int, list[str]]:
+    cursor, members = reply
+    return int(cursor), sorted(text(m) for m in members)

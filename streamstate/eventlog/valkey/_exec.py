@@ -1,0 +1,151 @@
+"""Executing planned calls against a Valkey client: the only I/O of the Valkey backend.
+
+Client exceptions are translated in one place (:func:`map_errors`). Connection errors
+and timeouts are retried with bounded, jittered backoff, and only for idempotent calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import valkey
+import valkey.asyncio
+from tenacity import (
+    AsyncRetrying,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
+from valkey import exceptions as vx
+
+from streamstate.errors import BackendError, BackendUnavailable, ConfigError, ScriptError
+from streamstate.eventlog.valkey._core import Call, Command, ScriptCall
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retry budget for connection errors and timeouts.
+
+    Args:
+        attempts: Total tries, the first included.
+        budget: Seconds after which no new try starts.
+        max_wait: Upper bound of one jittered exponential backoff wait.
+    """
+
+    attempts: int = 5
+    budget: float = 10.0
+    max_wait: float = 1.0
+    initial_wait: float = 0.02
+
+
+class _Transient(Exception):
+    """A retryable failure, carrying the translated error."""
+
+    def __init__(self, error: BackendUnavailable) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+@contextlib.contextmanager
+def map_errors(call: Call) -> Iterator[None]:
+    """Translate valkey-py exceptions into streamstate's hierarchy."""
+    try:
+        yield
+    except (vx.AuthenticationError, vx.AuthorizationError) as exc:
+        raise BackendError(f"authentication failed: {exc}") from exc
+    except (vx.ConnectionError, vx.TimeoutError, OSError) as exc:
+        raise _Transient(BackendUnavailable(f"{type(exc).__name__}: {exc}")) from exc
+    except vx.NoScriptError:
+        raise
+    except vx.ResponseError as exc:
+        msg = str(exc)
+        if isinstance(call, ScriptCall):
+            raise ScriptError(f"script {call.script.name} failed: {msg}") from exc
+        raise BackendError(f"{call.args[0]} failed: {msg}") from exc
+    except vx.ValkeyError as exc:
+        raise BackendError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def check_client(client: Any) -> None:
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {}) or {}
+    if kwargs.get("decode_responses"):
+        raise ConfigError(
+            "decode_responses=True: streamstate stores binary payloads; "
+            "pass a client created with decode_responses=False"
+        )
+
+
+def _retrying_kwargs(policy: RetryPolicy) -> dict[str, Any]:
+    return {
+        "stop": stop_after_attempt(policy.attempts) | stop_after_delay(policy.budget),
+        "wait": wait_random_exponential(multiplier=policy.initial_wait, max=policy.max_wait),
+        "retry": retry_if_exception_type(_Transient),
+        "reraise": True,
+    }
+
+
+class ValkeyExecutor:
+    """Runs calls on a sync client."""
+
+    def __init__(self, client: valkey.Valkey, retry: RetryPolicy | None = None) -> None:
+        check_client(client)
+        self.client = client
+        self.retry = retry or RetryPolicy()
+
+    def run(self, call: Call) -> Any:
+        try:
+            if not call.idempotent:
+                return self._once(call)
+            for attempt in Retrying(**_retrying_kwargs(self.retry)):
+                with attempt:
+                    return self._once(call)
+        except _Transient as exc:
+            raise exc.error from exc.__cause__
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _once(self, call: Call) -> Any:
+        with map_errors(call):
+            if isinstance(call, Command):
+                return self.client.execute_command(*call.args)
+            try:
+                return self.client.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+            except vx.NoScriptError:
+                return self.client.eval(call.script.source, len(call.keys), *call.keys, *call.args)
+
+
+class AsyncValkeyExecutor:
+    """Runs calls on an asyncio client."""
+
+    def __init__(self, client: valkey.asyncio.Valkey, retry: RetryPolicy | None = None) -> None:
+        check_client(client)
+        self.client = client
+        self.retry = retry or RetryPolicy()
+
+    async def run(self, call: Call) -> Any:
+        try:
+            if not call.idempotent:
+                return await self._once(call)
+            async for attempt in AsyncRetrying(**_retrying_kwargs(self.retry)):
+                with attempt:
+                    return await self._once(call)
+        except _Transient as exc:
+            raise exc.error from exc.__cause__
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _once(self, call: Call) -> Any:
+        with map_errors(call):
+            if isinstance(call, Command):
+                return await self.client.execute_command(*call.args)
+            try:
+                return await self.client.evalsha(
+                    call.script.sha, len(call.keys), *call.keys, *call.args
+                )
+            except vx.NoScriptError:
+                return await self.client.eval(
+                    call.script.source, len(call.keys), *call.keys, *call.args
+                )

@@ -1,0 +1,335 @@
+"""The event log on Valkey streams: ``ValkeyEventLog`` and ``AsyncValkeyEventLog``.
+
+Both shells plan with ``_core``/``_flows``, execute with their executor, and read the
+reply with ``_core``; methods appear in the same order in both classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+import valkey
+import valkey.asyncio
+
+from streamstate.eventlog._drive import acomplete, adrive, complete, drive
+from streamstate.eventlog.codec import Codec
+from streamstate.eventlog.contract import AppendResult
+from streamstate.eventlog.events import Event, LogEntry
+from streamstate.eventlog.keys import Keyspace, SessionName
+from streamstate.eventlog.ops import Op, Projection
+from streamstate.eventlog.valkey import _core as core
+from streamstate.eventlog.valkey import _flows as flows
+from streamstate.eventlog.valkey._exec import AsyncValkeyExecutor, RetryPolicy, ValkeyExecutor
+
+
+class _LogConfig:
+    """What both shells share: key layout, codec and the registered projections."""
+
+    def __init__(
+        self,
+        *,
+        keyspace: Keyspace | None,
+        codec: Codec | None,
+        projections: Sequence[Projection],
+        register_sessions: bool,
+    ) -> None:
+        self.keyspace = keyspace or Keyspace()
+        self.codec = codec or Codec()
+        self.projections: tuple[Projection, ...] = tuple(projections)
+        self.register_sessions = register_sessions
+
+    def plan_append(
+        self,
+        session: SessionName,
+        events: Sequence[Event],
+        **kwargs: Any,
+    ) -> core.ScriptCall:
+        return core.plan_append(
+            self.keyspace,
+            self.projections,
+            self.codec,
+            session,
+            events,
+            register=self.register_sessions,
+            **kwargs,
+        )
+
+
+class ValkeyEventLog(_LogConfig):
+    """A log of events per session on Valkey streams, with atomic projections.
+
+    Args:
+        client: A ``valkey.Valkey`` (or cluster) client created with
+            ``decode_responses=False``.
+        keyspace: Key prefix and layout (default prefix ``ss``).
+        codec: Encoding pipeline for events (default msgpack + zstd).
+        projections: Views updated atomically with every append.
+        retry: Budget for retrying connection errors on idempotent calls.
+    """
+
+    def __init__(
+        self,
+        client: valkey.Valkey,
+        *,
+        keyspace: Keyspace | None = None,
+        codec: Codec | None = None,
+        projections: Sequence[Projection] = (),
+        retry: RetryPolicy | None = None,
+        register_sessions: bool = True,
+    ) -> None:
+        super().__init__(
+            keyspace=keyspace,
+            codec=codec,
+            projections=projections,
+            register_sessions=register_sessions,
+        )
+        self.executor = ValkeyExecutor(client, retry)
+        self.run = self.executor.run
+
+    @property
+    def client(self) -> valkey.Valkey:
+        return self.executor.client
+
+    def append(
+        self,
+        session: SessionName,
+        events: Sequence[Event],
+        *,
+        idempotency_key: str | None = None,
+        guard: tuple[str, str] | None = None,
+        skip_if_noop: bool = False,
+        extra_ops: Sequence[Op] = (),
+        ttl: float | None = None,
+    ) -> AppendResult:
+        call = self.plan_append(
+            session,
+            events,
+            idempotency_key=idempotency_key,
+            guard=guard,
+            skip_if_noop=skip_if_noop,
+            extra_ops=extra_ops,
+            ttl=ttl,
+        )
+        return core.read_append(self.run(call))
+
+    def read(
+        self,
+        session: SessionName,
+        start: str | None = None,
+        end: str | None = None,
+        *,
+        count: int | None = None,
+        reverse: bool = False,
+        strict: bool = True,
+    ) -> list[LogEntry]:
+        call = core.plan_read(self.keyspace, session, start, end, count=count, reverse=reverse)
+        return core.read_entries(self.run(call), self.codec, session, strict=strict)
+
+    def tail(
+        self,
+        session: SessionName,
+        from_id: str | None = None,
+        *,
+        block_ms: int = 1000,
+        idle_timeout: float | None = None,
+        strict: bool = False,
+    ) -> Iterator[LogEntry]:
+        flow = flows.tail(
+            self.keyspace,
+            self.codec,
+            session,
+            from_id,
+            block_ms=block_ms,
+            idle_timeout=idle_timeout,
+            strict=strict,
+        )
+        return drive(flow, self.run)
+
+    def ensure_group(self, session: SessionName, group: str, start_id: str = "0") -> bool:
+        return complete(flows.ensure_group(self.keyspace, session, group, start_id), self.run)
+
+    def group_read(
+        self,
+        session: SessionName,
+        group: str,
+        consumer: str,
+        *,
+        count: int = 100,
+        block_ms: int | None = None,
+        strict: bool = False,
+    ) -> list[LogEntry]:
+        flow = flows.group_read(
+            self.keyspace,
+            self.codec,
+            session,
+            group,
+            consumer,
+            count=count,
+            block_ms=block_ms,
+            strict=strict,
+        )
+        return complete(flow, self.run)
+
+    def ack(self, session: SessionName, group: str, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
+        return int(self.run(core.plan_ack(self.keyspace, session, group, ids)))
+
+    def delete(self, session: SessionName) -> bool:
+        return int(self.run(core.plan_delete(self.keyspace, self.projections, session))) > 0
+
+    def trim(
+        self, session: SessionName, *, maxlen: int | None = None, minid: str | None = None
+    ) -> int:
+        return int(self.run(core.plan_trim(self.keyspace, session, maxlen=maxlen, minid=minid)))
+
+    def length(self, session: SessionName) -> int:
+        return int(self.run(core.plan_length(self.keyspace, session)))
+
+    def sessions(self) -> Iterator[tuple[str, ...]]:
+        return drive(flows.sessions(self.keyspace), self.run)
+
+    def rebuild(self, session: SessionName, *, target: Keyspace | None = None) -> int:
+        flow = flows.rebuild(self.keyspace, self.projections, self.codec, session, target=target)
+        return complete(flow, self.run)
+
+    def snapshot(self, keys: Sequence[str]) -> dict[str, tuple[str, Any]]:
+        return complete(flows.snapshot(keys), self.run)
+
+
+class AsyncValkeyEventLog(_LogConfig):
+    """The asyncio twin of :class:`ValkeyEventLog` (same arguments, awaitable methods)."""
+
+    def __init__(
+        self,
+        client: valkey.asyncio.Valkey,
+        *,
+        keyspace: Keyspace | None = None,
+        codec: Codec | None = None,
+        projections: Sequence[Projection] = (),
+        retry: RetryPolicy | None = None,
+        register_sessions: bool = True,
+    ) -> None:
+        super().__init__(
+            keyspace=keyspace,
+            codec=codec,
+            projections=projections,
+            register_sessions=register_sessions,
+        )
+        self.executor = AsyncValkeyExecutor(client, retry)
+        self.run = self.executor.run
+
+    @property
+    def client(self) -> valkey.asyncio.Valkey:
+        return self.executor.client
+
+    async def append(
+        self,
+        session: SessionName,
+        events: Sequence[Event],
+        *,
+        idempotency_key: str | None = None,
+        guard: tuple[str, str] | None = None,
+        skip_if_noop: bool = False,
+        extra_ops: Sequence[Op] = (),
+        ttl: float | None = None,
+    ) -> AppendResult:
+        call = self.plan_append(
+            session,
+            events,
+            idempotency_key=idempotency_key,
+            guard=guard,
+            skip_if_noop=skip_if_noop,
+            extra_ops=extra_ops,
+            ttl=ttl,
+        )
+        return core.read_append(await self.run(call))
+
+    async def read(
+        self,
+        session: SessionName,
+        start: str | None = None,
+        end: str | None = None,
+        *,
+        count: int | None = None,
+        reverse: bool = False,
+        strict: bool = True,
+    ) -> list[LogEntry]:
+        call = core.plan_read(self.keyspace, session, start, end, count=count, reverse=reverse)
+        return core.read_entries(await self.run(call), self.codec, session, strict=strict)
+
+    def tail(
+        self,
+        session: SessionName,
+        from_id: str | None = None,
+        *,
+        block_ms: int = 1000,
+        idle_timeout: float | None = None,
+        strict: bool = False,
+    ) -> AsyncIterator[LogEntry]:
+        flow = flows.tail(
+            self.keyspace,
+            self.codec,
+            session,
+            from_id,
+            block_ms=block_ms,
+            idle_timeout=idle_timeout,
+            strict=strict,
+        )
+        return adrive(flow, self.run)
+
+    async def ensure_group(self, session: SessionName, group: str, start_id: str = "0") -> bool:
+        return await acomplete(
+            flows.ensure_group(self.keyspace, session, group, start_id), self.run
+        )
+
+    async def group_read(
+        self,
+        session: SessionName,
+        group: str,
+        consumer: str,
+        *,
+        count: int = 100,
+        block_ms: int | None = None,
+        strict: bool = False,
+    ) -> list[LogEntry]:
+        flow = flows.group_read(
+            self.keyspace,
+            self.codec,
+            session,
+            group,
+            consumer,
+            count=count,
+            block_ms=block_ms,
+            strict=strict,
+        )
+        return await acomplete(flow, self.run)
+
+    async def ack(self, session: SessionName, group: str, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
+        return int(await self.run(core.plan_ack(self.keyspace, session, group, ids)))
+
+    async def delete(self, session: SessionName) -> bool:
+        call = core.plan_delete(self.keyspace, self.projections, session)
+        return int(await self.run(call)) > 0
+
+    async def trim(
+        self, session: SessionName, *, maxlen: int | None = None, minid: str | None = None
+    ) -> int:
+        call = core.plan_trim(self.keyspace, session, maxlen=maxlen, minid=minid)
+        return int(await self.run(call))
+
+    async def length(self, session: SessionName) -> int:
+        return int(await self.run(core.plan_length(self.keyspace, session)))
+
+    def sessions(self) -> AsyncIterator[tuple[str, ...]]:
+        return adrive(flows.sessions(self.keyspace), self.run)
+
+    async def rebuild(self, session: SessionName, *, target: Keyspace | None = None) -> int:
+        flow = flows.rebuild(self.keyspace, self.projections, self.codec, session, target=target)
+        return await acomplete(flow, self.run)
+
+    async def snapshot(self, keys: Sequence[str]) -> dict[str, tuple[str, Any]]:
+        return await acomplete(flows.snapshot(keys), self.run)

@@ -1,0 +1,164 @@
+"""Server-side Lua scripts of the Valkey event log.
+
+Scripts are not rolled back when they fail half-way, so the append script validates
+everything it can (op codes, key types, idempotency) before it writes anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class LuaScript:
+    name: str
+    source: str
+    sha: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())
+
+
+# KEYS: [1] log, [2] idempotency hash, [3..] keys named by ops.
+# ARGV: [1] guard key index (0: none), [2] guard field, [3] idempotency field ('' none),
+#       [4] '1' to skip the append when no content op would change anything,
+#       [5] n events, [6 .. 5+n] encoded events, then ops: code, key index, args...
+# Reply: {1, id...} appended; {0, previous id or ''} duplicate.
+APPEND = LuaScript(
+    "append",
+    r"""
+local log, idem = KEYS[1], KEYS[2]
+local gk, gf, idf = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local skip_noop, n = ARGV[4] == '1', tonumber(ARGV[5])
+
+if idf ~= '' then
+  local prev = redis.call('HGET', idem, idf)
+  if prev then return {0, prev} end
+end
+if gk > 0 and redis.call('HEXISTS', KEYS[gk], gf) == 1 then return {0, ''} end
+
+local arity = {HSET=2, HSETNX=2, HMAX=2, HDEL=1, ZADD=2, ZREM=1, SADD=1, SREM=1,
+               SET=1, DEL=0, PEXPIRE=1}
+local want = {HSET='hash', HSETNX='hash', HMAX='hash', HDEL='hash', ZADD='zset',
+              ZREM='zset', SADD='set', SREM='set', SET='string'}
+local ops, i = {}, 6 + n
+while i <= #ARGV do
+  local code = ARGV[i]
+  local a = arity[code]
+  if a == nil then
+    return redis.error_reply('ERR streamstate: unknown op ' .. tostring(code))
+  end
+  local k = tonumber(ARGV[i + 1])
+  if k == nil or KEYS[k] == nil then
+    return redis.error_reply('ERR streamstate: op ' .. code .. ' names no key')
+  end
+  if i + 1 + a > #ARGV then
+    return redis.error_reply('ERR streamstate: op ' .. code .. ' is missing arguments')
+  end
+  ops[#ops + 1] = {code, k, ARGV[i + 2], ARGV[i + 3]}
+  i = i + 2 + a
+end
+
+local function check(key, need)
+  local t = redis.call('TYPE', key)['ok']
+  if t ~= 'none' and t ~= need then
+    return 'WRONGTYPE streamstate: ' .. key .. ' holds a ' .. t .. ', expected a ' .. need
+  end
+end
+local err = check(log, 'stream') or check(idem, 'hash')
+if err then return redis.error_reply(err) end
+local checked = {}
+for _, op in ipairs(ops) do
+  local need = want[op[1]]
+  if op[1] == 'DEL' then checked[op[2]] = 'deleted' end
+  if need and checked[op[2]] == nil then
+    err = check(KEYS[op[2]], need)
+    if err then return redis.error_reply(err) end
+    checked[op[2]] = need
+  end
+  if op[1] == 'ZADD' and tonumber(op[3]) == nil then
+    return redis.error_reply('ERR streamstate: ZADD score is not a number: ' .. op[3])
+  end
+  if op[1] == 'PEXPIRE' and tonumber(op[3]) == nil then
+    return redis.error_reply('ERR streamstate: PEXPIRE ms is not a number: ' .. op[3])
+  end
+end
+
+if skip_noop then
+  local effective = false
+  for _, op in ipairs(ops) do
+    local c, k = op[1], KEYS[op[2]]
+    if c == 'HSETNX' then
+      effective = redis.call('HEXISTS', k, op[3]) == 0
+    elseif c == 'HSET' then
+      effective = redis.call('HGET', k, op[3]) ~= op[4]
+    elseif c == 'HMAX' then
+      local cur = redis.call('HGET', k, op[3])
+      effective = (not cur) or cur < op[4]
+    end
+    if effective then break end
+  end
+  if not effective then return {0, ''} end
+end
+
+local reply = {1}
+for j = 1, n do
+  reply[#reply + 1] = redis.call('XADD', log, '*', 'e', ARGV[5 + j])
+end
+if idf ~= '' then redis.call('HSET', idem, idf, reply[#reply]) end
+for _, op in ipairs(ops) do
+  local c, k, a, b = op[1], KEYS[op[2]], op[3], op[4]
+  if c == 'HSET' then redis.call('HSET', k, a, b)
+  elseif c == 'HSETNX' then redis.call('HSETNX', k, a, b)
+  elseif c == 'HMAX' then
+    local cur = redis.call('HGET', k, a)
+    if (not cur) or cur < b then redis.call('HSET', k, a, b) end
+  elseif c == 'HDEL' then redis.call('HDEL', k, a)
+  elseif c == 'ZADD' then redis.call('ZADD', k, a, b)
+  elseif c == 'ZREM' then redis.call('ZREM', k, a)
+  elseif c == 'SADD' then redis.call('SADD', k, a)
+  elseif c == 'SREM' then redis.call('SREM', k, a)
+  elseif c == 'SET' then redis.call('SET', k, a)
+  elseif c == 'DEL' then redis.call('DEL', k)
+  elseif c == 'PEXPIRE' then redis.call('PEXPIRE', k, a)
+  end
+end
+return reply
+""",
+)
+
+
+# KEYS: keys to read. Reply per key: {type, contents} in a comparable form.
+SNAPSHOT = LuaScript(
+    "snapshot",
+    r"""
+local out = {}
+for i, k in ipairs(KEYS) do
+  local t = redis.call('TYPE', k)['ok']
+  local v
+  if t == 'hash' then v = redis.call('HGETALL', k)
+  elseif t == 'zset' then v = redis.call('ZRANGE', k, 0, -1, 'WITHSCORES')
+  elseif t == 'set' then v = redis.call('SMEMBERS', k)
+  elseif t == 'string' then v = {redis.call('GET', k)}
+  elseif t == 'stream' then v = {tostring(redis.call('XLEN', k))}
+  else v = {} end
+  out[i] = {t, v}
+end
+return out
+""",
+)
+
+
+# KEYS: the session's keys, then the session registry. ARGV: [1] session tag.
+# Reply: how many of the session's keys existed.
+DELETE = LuaScript(
+    "delete",
+    r"""
+local n = #KEYS - 1
+local removed = 0
+for i = 1, n do removed = removed + redis.call('DEL', KEYS[i]) end
+redis.call('SREM', KEYS[#KEYS], ARGV[1])
+return removed
+""",
+)

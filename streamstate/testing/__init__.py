@@ -1,0 +1,1 @@
+"""Reusable test cases and test tools (the event-log contract, the AWS emulator)."""

