@@ -44,6 +44,8 @@ class CheckpointPut(msgspec.Struct, tag="cp", array_like=True, frozen=True):
     run_id: str | None = None
     created_at: float = 0.0
     """Unix time the event was created (seconds)."""
+    versions: list[tuple[str, Version]] = []
+    """Every ``(channel, version)`` of the checkpoint (``channel_versions``)."""
 
 
 class Write(msgspec.Struct, array_like=True, frozen=True):

@@ -16,8 +16,12 @@ Where the service models and docs are silent, the emulator chooses (and document
 * eventIds are ``"%019d#%08x"`` (milliseconds, hex suffix), strictly increasing across
   the emulator even within one millisecond (``event_id_source="clock"``). With
   ``event_id_source="event_timestamp"`` the prefix comes from ``eventTimestamp``
-  instead, as observed on the real service, and ordering follows it.
+  instead (the real ids seen so far suggest this), and ordering follows it.
 * ``eventTimestamp`` and other agentcore timestamps are kept at millisecond precision.
+* Size limits in binary units: a CreateEvent JSON body over 10 MiB, a ``json`` payload
+  content over 100 KiB or an image over 3.75 MiB (decoded) is a ValidationException.
+  ``blob`` payloads have no per-item limit, only the event limit.
+* Long-term extraction (opt-in per memory) runs synchronously inside CreateEvent.
 * A branch event ``{name}`` without ``rootEventId`` must continue a branch that already
   exists in the session; ``main`` is implicit and cannot be forked into. A root event in
   another session gives ValidationException reason ``EventInOtherSession``; re-creating
@@ -41,6 +45,7 @@ import contextlib
 import hashlib
 import http.server
 import json
+import logging
 import math
 import random
 import re
@@ -54,8 +59,11 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
+
+if TYPE_CHECKING:  # only for annotations: the emulator needs the stdlib alone
+    from typing_extensions import Self
 
 __all__ = [
     "AGENTCORE",
@@ -70,6 +78,7 @@ AGENTCORE = "bedrock-agentcore"
 AGENT_RUNTIME = "bedrock-agent-runtime"
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 Extractor = Callable[[dict[str, Any]], Iterable[str]]
 
 # --------------------------------------------------------------------------- patterns
@@ -328,9 +337,9 @@ _ROUTES = tuple(
     _Route(service, method, tuple(template.split("/")[1:]), op, status, handler)
     for service, method, template, op, status, handler in _ROUTE_TABLE
 )
-_OPERATION_SERVICES: dict[str, set[str]] = {}
-for _route in _ROUTES:
-    _OPERATION_SERVICES.setdefault(_route.operation, set()).add(_route.service)
+_OPERATION_SERVICES: dict[str, set[str]] = {
+    op: {r.service for r in _ROUTES if r.operation == op} for op in {r.operation for r in _ROUTES}
+}
 
 
 # --------------------------------------------------------------------------- errors
@@ -358,6 +367,7 @@ class ApiError(Exception):
         self.field_name = field_name
 
     def body(self, service: str) -> dict[str, Any]:
+        """The JSON error body; only agentcore's ValidationException models more fields."""
         out: dict[str, Any] = {"message": self.message}
         if service == AGENTCORE and self.code == "ValidationException":
             out["reason"] = self.reason or "FieldValidationFailed"
@@ -982,7 +992,7 @@ class ApiCall(tuple):
 
     service: str
 
-    def __new__(cls, operation: str, params: dict[str, Any], service: str) -> ApiCall:
+    def __new__(cls, operation: str, params: dict[str, Any], service: str) -> Self:
         self = super().__new__(cls, (operation, params))
         self.service = service
         return self
@@ -1079,6 +1089,7 @@ class AwsEmulator:
         self._seq = 0
         self._last_order = (0, 0)
         self._rng = random.Random()
+        self._boto_session: Any = None
         self.internal_errors: list[str] = []
         self.extraction_errors: list[str] = []
 
@@ -1111,8 +1122,9 @@ class AwsEmulator:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> AwsEmulator:
-        return self.start()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -1130,18 +1142,25 @@ class AwsEmulator:
 
     # ----------------------------------------------------------------- clients
     def agentcore_client(self, *, max_attempts: int = 3, **kwargs: Any) -> Any:
-        """A real boto3 ``bedrock-agentcore`` client pointed at this emulator."""
+        """A real boto3 ``bedrock-agentcore`` client pointed at this emulator.
+
+        Args:
+            max_attempts: Total attempts per call, the first included, with the
+                ``standard`` retry mode. (botocore's ``retries["max_attempts"]`` counts
+                retries only; this is its ``total_max_attempts``.)
+            **kwargs: Passed to ``Session.client``; a ``config`` is merged over ours.
+        """
         return self._client(AGENTCORE, max_attempts, kwargs)
 
     def agent_runtime_client(self, *, max_attempts: int = 3, **kwargs: Any) -> Any:
-        """A real boto3 ``bedrock-agent-runtime`` client pointed at this emulator."""
+        """A real boto3 ``bedrock-agent-runtime`` client; arguments as agentcore_client."""
         return self._client(AGENT_RUNTIME, max_attempts, kwargs)
 
     def _client(self, service: str, max_attempts: int, kwargs: dict[str, Any]) -> Any:
         import boto3  # imported lazily: the emulator itself is stdlib-only
         from botocore.config import Config
 
-        config = Config(retries={"mode": "standard", "max_attempts": max_attempts})
+        config = Config(retries={"mode": "standard", "total_max_attempts": max_attempts})
         if kwargs.get("config") is not None:
             config = config.merge(kwargs.pop("config"))
         options: dict[str, Any] = {
@@ -1153,7 +1172,11 @@ class AwsEmulator:
             "config": config,
         }
         options.update(kwargs)
-        return boto3.session.Session().client(service, **options)
+        with self._lock:
+            # one session per emulator, so every client shares the same exception classes
+            if self._boto_session is None:
+                self._boto_session = boto3.session.Session()
+            return self._boto_session.client(service, **options)
 
     # ----------------------------------------------------------------- test helpers
     def create_memory(
@@ -1194,6 +1217,7 @@ class AwsEmulator:
         return memory_id
 
     def memory_arn(self, memory_id: str) -> str:
+        """The ARN form of a memory id, which every memoryId parameter also accepts."""
         return f"arn:aws:bedrock-agentcore:{self.region}:{self.account_id}:memory/{memory_id}"
 
     def set_session_status(self, session_id: str, status: str) -> None:
@@ -1279,13 +1303,14 @@ class AwsEmulator:
         query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
         try:
             data = json.loads(body) if body.strip() else {}
-            if not isinstance(data, dict):
-                raise ValueError("the body is not a JSON object")
+            problem = None if isinstance(data, dict) else "the body is not a JSON object"
         except ValueError as exc:
+            data, problem = {}, str(exc)
+        if problem is not None:
             with self._lock:
                 self._calls.append(ApiCall(route.operation, {**query, **labels}, service))
             return self._error_response(
-                service, _invalid("body", f"cannot parse: {exc}", reason="CannotParse")
+                service, _invalid("body", f"cannot parse: {problem}", reason="CannotParse")
             )
         params = {**data, **query, **labels}
         with self._lock:
@@ -1299,7 +1324,8 @@ class AwsEmulator:
                 result = getattr(self, route.handler)(params, len(body))
             except ApiError as exc:
                 return self._error_response(service, exc)
-            except Exception as exc:  # an emulator bug: surface it as a 500 and keep it
+            except Exception as exc:  # an emulator bug: log it, keep it, answer 500
+                logger.exception("aws emulator bug in %s", route.operation)
                 self.internal_errors.append(traceback.format_exc())
                 code = _FAULT_CODES[service][500]
                 return self._error_response(service, ApiError(500, code, repr(exc)))

@@ -17,7 +17,7 @@ from streamstate.eventlog.contract import AppendResult
 from streamstate.eventlog.events import Event, LogEntry
 from streamstate.eventlog.keys import Keyspace, SessionKeys, SessionName
 from streamstate.eventlog.ops import ARITY, Op, Projection, pexpire, sadd
-from streamstate.eventlog.valkey.scripts import APPEND, DELETE, LuaScript
+from streamstate.eventlog.valkey.scripts import APPEND, DELETE, REPLACE, LuaScript
 
 logger = logging.getLogger("streamstate.eventlog")
 
@@ -111,6 +111,41 @@ def plan_apply_ops(keyspace: Keyspace, session: SessionName, ops: Sequence[Op]) 
     return _script_for(keyspace.session(session), [], ops, idempotent=True)
 
 
+def plan_replace(
+    keyspace: Keyspace,
+    projections: Sequence[Projection],
+    codec: Codec,
+    session: SessionName,
+    events: Sequence[Event],
+    *,
+    expected_last_id: str,
+    extra_ops: Sequence[Op] = (),
+    ttl: float | None = None,
+    register: bool = True,
+) -> ScriptCall:
+    """Plan replacing the session's whole log and views with ``events`` (compaction).
+
+    Nothing changes unless the log still ends at ``expected_last_id``.
+    """
+    sk = keyspace.session(session)
+    old = session_key_set(sk, projections)
+    ops = ops_for(sk, events, projections)
+    ops.extend(extra_ops)
+    if register:
+        ops.append(sadd(keyspace.sessions, sk.tag))
+    if ttl is not None:
+        ops.extend(pexpire(k, ttl_ms(ttl)) for k in old)
+    call = _script_for(sk, [codec.encode(e) for e in events], ops, preset=old, idempotent=False)
+    return ScriptCall(REPLACE, call.keys, [expected_last_id, len(old), *call.args], False)
+
+
+def read_replace(reply: Sequence[Any]) -> AppendResult | None:
+    """None when the log moved on since it was read (the caller should retry)."""
+    if int(reply[0]) == -1:
+        return None
+    return read_append(reply)
+
+
 def _script_for(
     sk: SessionKeys,
     encoded: Sequence[bytes],
@@ -120,9 +155,13 @@ def _script_for(
     idempotency_key: str | None = None,
     skip_if_noop: bool = False,
     idempotent: bool | None = None,
+    preset: Sequence[str] = (),
 ) -> ScriptCall:
     keys = [sk.log, sk.idem]
-    index = {sk.log: 1, sk.idem: 2}
+    for key in preset:
+        if key not in keys:
+            keys.append(key)
+    index = {k: i + 1 for i, k in enumerate(keys)}
 
     def key_index(key: str) -> int:
         i = index.get(key)

@@ -25,9 +25,7 @@ class LuaScript:
 #       [4] '1' to skip the append when no content op would change anything,
 #       [5] n events, [6 .. 5+n] encoded events, then ops: code, key index, args...
 # Reply: {1, id...} appended; {0, previous id or ''} duplicate.
-APPEND = LuaScript(
-    "append",
-    r"""
+_APPEND_BODY = r"""
 local log, idem = KEYS[1], KEYS[2]
 local gk, gf, idf = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local skip_noop, n = ARGV[4] == '1', tonumber(ARGV[5])
@@ -102,6 +100,7 @@ if skip_noop then
   if not effective then return {0, ''} end
 end
 
+pre_write()
 local reply = {1}
 for j = 1, n do
   reply[#reply + 1] = redis.call('XADD', log, '*', 'e', ARGV[5 + j])
@@ -125,7 +124,29 @@ for _, op in ipairs(ops) do
   end
 end
 return reply
-""",
+"""
+
+APPEND = LuaScript("append", "local function pre_write() end\n" + _APPEND_BODY)
+
+# Compaction: replace a session's log and views in one step. ARGV[1] is the id the log
+# must still end with ('' skips the check: a concurrent append makes the caller retry),
+# ARGV[2] how many leading KEYS to delete once validation has passed; the rest is
+# APPEND's layout. Reply: {-1, actual last id} on a lost race, else as APPEND.
+REPLACE = LuaScript(
+    "replace",
+    r"""
+local expected = table.remove(ARGV, 1)
+local ndel = tonumber(table.remove(ARGV, 1))
+if expected ~= '' then
+  local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+  local actual = (last[1] and last[1][1]) or ''
+  if actual ~= expected then return {-1, actual} end
+end
+local function pre_write()
+  for i = 1, ndel do redis.call('DEL', KEYS[i]) end
+end
+"""
+    + _APPEND_BODY,
 )
 
 

@@ -1,0 +1,393 @@
+"""LangGraph checkpointers on the Valkey event log.
+
+``ValkeySaver`` / ``AsyncValkeySaver`` address a thread by ``thread_id``;
+``AgentCoreValkeySaver`` / ``AsyncAgentCoreValkeySaver`` by ``actor_id`` + ``thread_id``
+(the AgentCore session). Every method is plan (``_saver_core``), execute, read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from typing import Any
+
+import valkey
+import valkey.asyncio
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    DeltaChannelHistory,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+
+from streamstate.adapters import _saver_core as core
+from streamstate.adapters._bridge import LoopBound, in_thread, iter_in_thread
+from streamstate.connection import async_client_from_url, client_from_url
+from streamstate.eventlog._drive import acomplete, adrive, complete, drive
+from streamstate.eventlog.codec import Codec
+from streamstate.eventlog.keys import Keyspace
+from streamstate.eventlog.valkey import AsyncValkeyEventLog, RetryPolicy, ValkeyEventLog
+from streamstate.projections.checkpoints import CheckpointView
+
+
+class _SaverBase(BaseCheckpointSaver[str]):
+    """What every Valkey saver shares beyond I/O: versions, config checks, the core."""
+
+    actors = False
+    _core: core.SaverCore
+
+    def _make_core(self, log: ValkeyEventLog | AsyncValkeyEventLog, ttl: float | None) -> None:
+        self._core = core.SaverCore(log, log.projections[0], ttl=ttl, actors=self.actors)  # type: ignore[arg-type]
+
+    @property
+    def ttl(self) -> float | None:
+        return self._core.ttl
+
+    def get_next_version(self, current: str | None, channel: None = None) -> str:
+        return core.next_version(current)
+
+
+def _log_args(codec: Codec | None, prefix: str) -> dict[str, Any]:
+    codec = codec or Codec()
+    return {"keyspace": Keyspace(prefix), "codec": codec, "projections": [CheckpointView(codec)]}
+
+
+class ValkeySaver(_SaverBase):
+    """A LangGraph checkpointer that appends every checkpoint and write to a Valkey stream.
+
+    Args:
+        client: A ``valkey.Valkey`` client (``decode_responses=False``).
+        ttl: Seconds a thread lives after its last write (sub-second honoured); every key
+            of the thread expires together.
+        serde: Serializer for channel values and metadata (LangGraph's default).
+        prefix: Key prefix.
+        codec: Codec for stored entries (compression, optional cipher).
+        retry: Retry budget for connection errors.
+    """
+
+    def __init__(
+        self,
+        client: valkey.Valkey,
+        *,
+        ttl: float | None = None,
+        serde: SerializerProtocol | None = None,
+        prefix: str = "ss",
+        codec: Codec | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        super().__init__(serde=serde)
+        self.client = client
+        self.log = ValkeyEventLog(client, retry=retry, **_log_args(codec, prefix))
+        self._make_core(self.log, ttl)
+
+    @classmethod
+    @contextlib.contextmanager
+    def from_conn_string(
+        cls,
+        url: str | None = None,
+        *,
+        ttl_seconds: float | None = None,
+        pool_size: int = 10,
+        serde: SerializerProtocol | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ValkeySaver]:
+        """A saver on a new client for ``url`` (no URL: the embedded server), closed on exit."""
+        client = client_from_url(url, pool_size=pool_size)
+        try:
+            yield cls(client, ttl=ttl_seconds, serde=serde, **kwargs)
+        finally:
+            client.close()
+
+    @classmethod
+    @contextlib.contextmanager
+    def from_pool(
+        cls,
+        pool: valkey.ConnectionPool,
+        *,
+        ttl_seconds: float | None = None,
+        serde: SerializerProtocol | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ValkeySaver]:
+        """A saver on a client sharing ``pool`` (the pool stays open: the caller owns it)."""
+        yield cls(valkey.Valkey(connection_pool=pool), ttl=ttl_seconds, serde=serde, **kwargs)
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        thread, event, out = self._core.build_put(
+            config, checkpoint, metadata, new_versions, self.serde
+        )
+        self.log.run(self._core.plan_put(thread, event))
+        return out
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        thread, event = self._core.build_put_writes(config, writes, task_id, task_path, self.serde)
+        self.log.run(self._core.plan_put_writes(thread, event))
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        thread, _ns, call = self._core.plan_get_tuple(config)
+        return self._core.read_tuple(thread, self.log.run(call), self.serde)
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        flow = self._core.list_flow(config, filter, before, limit, self.serde)
+        return drive(flow, self.log.run)
+
+    def delete_thread(self, thread_id: str) -> None:
+        complete(self._core.delete_flow(thread_id), self.log.run)
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        complete(self._core.delete_for_runs_flow(run_ids), self.log.run)
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        complete(self._core.copy_threads_flow(source_thread_id, target_thread_id), self.log.run)
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        complete(self._core.prune_flow(thread_ids, strategy), self.log.run)
+
+    def get_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        return complete(self._core.delta_flow(config, channels, self.serde), self.log.run)
+
+    # The async interface of the sync class runs the sync methods in worker threads.
+
+    async def aput(self, config, checkpoint, metadata, new_versions):  # type: ignore[no-untyped-def]
+        return await in_thread(self.put, config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(self, config, writes, task_id, task_path=""):  # type: ignore[no-untyped-def]
+        return await in_thread(self.put_writes, config, writes, task_id, task_path)
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await in_thread(self.get_tuple, config)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        make = lambda: self.list(config, filter=filter, before=before, limit=limit)  # noqa: E731
+        async for item in iter_in_thread(make):
+            yield item
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await in_thread(self.delete_thread, thread_id)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await in_thread(self.delete_for_runs, run_ids)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await in_thread(self.copy_thread, source_thread_id, target_thread_id)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        await in_thread(self.prune, thread_ids, strategy=strategy)
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        return await in_thread(self.get_delta_channel_history, config=config, channels=channels)
+
+
+class AsyncValkeySaver(_SaverBase, LoopBound):
+    """The asyncio twin of :class:`ValkeySaver` (same arguments, an asyncio client).
+
+    Its sync methods work from threads other than the event loop that owns the client.
+    """
+
+    def __init__(
+        self,
+        client: valkey.asyncio.Valkey,
+        *,
+        ttl: float | None = None,
+        serde: SerializerProtocol | None = None,
+        prefix: str = "ss",
+        codec: Codec | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        super().__init__(serde=serde)
+        self.client = client
+        self.log = AsyncValkeyEventLog(client, retry=retry, **_log_args(codec, prefix))
+        self._make_core(self.log, ttl)
+        self.bind_loop()
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def from_conn_string(
+        cls,
+        url: str | None = None,
+        *,
+        ttl_seconds: float | None = None,
+        pool_size: int = 10,
+        serde: SerializerProtocol | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[AsyncValkeySaver]:
+        client = async_client_from_url(url, pool_size=pool_size)
+        try:
+            yield cls(client, ttl=ttl_seconds, serde=serde, **kwargs)
+        finally:
+            await client.aclose()
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def from_pool(
+        cls,
+        pool: valkey.asyncio.ConnectionPool,
+        *,
+        ttl_seconds: float | None = None,
+        serde: SerializerProtocol | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[AsyncValkeySaver]:
+        yield cls(
+            valkey.asyncio.Valkey(connection_pool=pool), ttl=ttl_seconds, serde=serde, **kwargs
+        )
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        self.bind_loop()
+        thread, event, out = self._core.build_put(
+            config, checkpoint, metadata, new_versions, self.serde
+        )
+        await self.log.run(self._core.plan_put(thread, event))
+        return out
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        thread, event = self._core.build_put_writes(config, writes, task_id, task_path, self.serde)
+        await self.log.run(self._core.plan_put_writes(thread, event))
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        self.bind_loop()
+        thread, _ns, call = self._core.plan_get_tuple(config)
+        return self._core.read_tuple(thread, await self.log.run(call), self.serde)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        self.bind_loop()
+        flow = self._core.list_flow(config, filter, before, limit, self.serde)
+        async for item in adrive(flow, self.log.run):
+            yield item
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await acomplete(self._core.delete_flow(thread_id), self.log.run)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await acomplete(self._core.delete_for_runs_flow(run_ids), self.log.run)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await acomplete(
+            self._core.copy_threads_flow(source_thread_id, target_thread_id), self.log.run
+        )
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        await acomplete(self._core.prune_flow(thread_ids, strategy), self.log.run)
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        return await acomplete(self._core.delta_flow(config, channels, self.serde), self.log.run)
+
+    # The sync interface of the async class submits to the client's event loop.
+
+    def put(self, config, checkpoint, metadata, new_versions):  # type: ignore[no-untyped-def]
+        return self.run_sync(self.aput(config, checkpoint, metadata, new_versions))
+
+    def put_writes(self, config, writes, task_id, task_path=""):  # type: ignore[no-untyped-def]
+        return self.run_sync(self.aput_writes(config, writes, task_id, task_path))
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return self.run_sync(self.aget_tuple(config))
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        return self.iter_sync(self.alist(config, filter=filter, before=before, limit=limit))
+
+    def delete_thread(self, thread_id: str) -> None:
+        self.run_sync(self.adelete_thread(thread_id))
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        self.run_sync(self.adelete_for_runs(run_ids))
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        self.run_sync(self.acopy_thread(source_thread_id, target_thread_id))
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        self.run_sync(self.aprune(thread_ids, strategy=strategy))
+
+    def get_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        return self.run_sync(self.aget_delta_channel_history(config=config, channels=channels))
+
+
+class AgentCoreValkeySaver(ValkeySaver):
+    """:class:`ValkeySaver` addressed as AgentCore sessions: ``actor_id`` + ``thread_id``.
+
+    ``config["configurable"]["actor_id"]`` is required; a missing one raises a
+    ``ValueError`` that names it.
+    """
+
+    actors = True
+
+    def delete_thread(self, thread_id: str, actor_id: str | None = None) -> None:  # type: ignore[override]
+        """Delete the session of ``actor_id``, or of every actor when it is ``None``."""
+        complete(self._core.delete_flow(thread_id, actor_id), self.log.run)
+
+    async def adelete_thread(self, thread_id: str, actor_id: str | None = None) -> None:  # type: ignore[override]
+        await in_thread(self.delete_thread, thread_id, actor_id)
+
+
+class AsyncAgentCoreValkeySaver(AsyncValkeySaver):
+    """The asyncio twin of :class:`AgentCoreValkeySaver`."""
+
+    actors = True
+
+    async def adelete_thread(self, thread_id: str, actor_id: str | None = None) -> None:  # type: ignore[override]
+        await acomplete(self._core.delete_flow(thread_id, actor_id), self.log.run)
+
+    def delete_thread(self, thread_id: str, actor_id: str | None = None) -> None:  # type: ignore[override]
+        self.run_sync(self.adelete_thread(thread_id, actor_id))
