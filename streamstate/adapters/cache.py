@@ -1,0 +1,413 @@
+"""``ValkeyCache``: LangGraph's node cache (``BaseCache``) on Valkey, sync and async.
+
+A drop-in for ``langgraph_checkpoint_aws.ValkeyCache`` (same constructor and factories),
+with one round trip per batch (``get``: one ``MGET``; ``set``: one script), TTLs in
+seconds with millisecond precision, and a namespace registry so ``clear`` never runs
+``KEYS`` or ``SCAN``. The layout is described in :mod:`streamstate.projections.cache`.
+
+Sync methods run on a sync client, so they work anywhere, including inside a running
+event loop; async methods run on an asyncio client. Given only one kind, the cache
+derives the other from the same connection settings (one asyncio client per event loop,
+since asyncio connections belong to the loop that opened them).
+
+Example:
+    ```python
+    from streamstate import ValkeyCache
+
+    with ValkeyCache.from_conn_string("valkey://localhost:6379", ttl_seconds=3600) as cache:
+        graph = builder.compile(cache=cache)
+        cache.set({"prompt-1": ("answer", 60)})
+        cache.get(["prompt-1"])  # {"prompt-1": "answer"}
+    ```
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import threading
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import valkey
+import valkey.asyncio
+import valkey.asyncio.connection
+import valkey.connection
+from langgraph.cache.base import BaseCache, FullKey, Namespace, ValueT
+from langgraph.checkpoint.serde.base import SerializerProtocol
+
+from streamstate.adapters import _cache_core as core
+from streamstate.connection import async_client_from_url, client_from_url
+from streamstate.errors import ConfigError
+from streamstate.eventlog.valkey._core import Call
+from streamstate.eventlog.valkey._exec import AsyncValkeyExecutor, RetryPolicy, ValkeyExecutor
+from streamstate.projections.cache import DEFAULT_PREFIX, CacheKeys
+from streamstate.server import resolve_url
+
+AnyClient = valkey.Valkey | valkey.asyncio.Valkey
+AnyPool = valkey.ConnectionPool | valkey.asyncio.ConnectionPool
+
+# Connection settings that are objects of one flavour (sync or asyncio) and cannot be
+# handed to the other; retries are the executor's job anyway.
+_FLAVOURED_KWARGS = frozenset({"retry", "valkey_connect_func", "command_packer", "encoder_class"})
+
+
+class ValkeyCache(BaseCache[ValueT]):
+    """LangGraph cache on Valkey, with sync and async methods on one object.
+
+    Keys are ``(namespace, key)`` pairs as LangGraph passes them, or plain strings (the
+    empty namespace). Values go through ``serde`` (LangGraph's ``JsonPlusSerializer`` by
+    default, whose msgpack allow-list decides which classes may be revived).
+
+    Args:
+        client: A sync ``valkey.Valkey`` or an asyncio ``valkey.asyncio.Valkey`` client,
+            created with ``decode_responses=False``.
+        prefix: Key prefix; ``:`` is appended unless it ends with ``:`` or ``/``.
+        ttl: Default TTL in seconds (fractions allowed) for entries set with a TTL of
+            ``None``; ``None`` here means such entries never expire.
+        serde: Serializer for values.
+        async_client: An asyncio client to use for the async methods when ``client`` is
+            a sync one (by default one is derived from ``client``'s pool settings).
+        retry: Retry budget for connection errors (every cache call is idempotent).
+
+    Raises:
+        ConfigError: ``ttl`` is not a positive number, the prefix holds braces, the
+            client decodes responses, or two asyncio clients were given.
+    """
+
+    def __init__(
+        self,
+        client: AnyClient | None,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        ttl: float | None = None,
+        serde: SerializerProtocol | None = None,
+        async_client: valkey.asyncio.Valkey | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        super().__init__(serde=serde)
+        self.ttl = core.check_ttl(ttl)
+        if self.ttl is not None and self.ttl <= 0:
+            raise ConfigError(f"ttl must be positive, got {ttl!r}")
+        self._keys = CacheKeys(prefix)
+        self.prefix = self._keys.prefix
+        if isinstance(client, valkey.asyncio.Valkey):
+            if async_client is not None:
+                raise ConfigError("client is an asyncio client and async_client is given too")
+            client, async_client = None, client
+        if client is None and async_client is None:
+            raise ConfigError("ValkeyCache needs a client (sync or asyncio)")
+        self.client: valkey.Valkey | None = client
+        self.async_client: valkey.asyncio.Valkey | None = async_client
+        self._retry = retry
+        self._lock = threading.Lock()
+        self._sync = ValkeyExecutor(client, retry) if client is not None else None
+        self._async = AsyncValkeyExecutor(async_client, retry) if async_client is not None else None
+        self._sync_factory: Callable[[], valkey.Valkey] | None = None
+        self._async_factory: Callable[[], valkey.asyncio.Valkey] | None = None
+        if client is None and async_client is not None:
+            pool = async_client.connection_pool
+            self._sync_factory = lambda: valkey.Valkey.from_pool(counterpart_pool(pool))
+        elif async_client is None and client is not None:
+            pool = client.connection_pool
+            self._async_factory = lambda: valkey.asyncio.Valkey.from_pool(counterpart_pool(pool))
+        # Clients this cache created, closed by close()/aclose(); never a caller's own.
+        self._owned: list[valkey.Valkey] = []
+        self._closing: list[concurrent.futures.Future[None]] = []
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncValkeyExecutor] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    # Factories -------------------------------------------------------------------------
+
+    @classmethod
+    def from_conn_string(
+        cls,
+        url: str | None = None,
+        *,
+        conn_string: str | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        ttl: float | None = None,
+        ttl_seconds: float | None = None,
+        serde: SerializerProtocol | None = None,
+        pool_size: int | None = 10,
+        pool_timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> ValkeyCache[Any]:
+        """A cache that owns its connections; use it as a (async) context manager.
+
+        Args:
+            url: ``valkey://``, ``valkeys://``, ``redis://``, ``rediss://`` or ``unix://``
+                URL; ``None`` means ``STREAMSTATE_URL``, else the embedded server.
+            conn_string: The same, under ``langgraph-checkpoint-aws``'s keyword name.
+            prefix: Key prefix.
+            ttl: Default TTL in seconds.
+            ttl_seconds: The same, under ``langgraph-checkpoint-aws``'s keyword name.
+            serde: Serializer for values.
+            pool_size: Maximum connections per pool (``None``: unbounded).
+            pool_timeout: Seconds to wait for a free connection when the pool is
+                exhausted (``None``: open connections without waiting, up to the limit).
+            retry: Retry budget for connection errors.
+
+        Returns:
+            The cache; ``with``/``async with`` closes its connections on exit.
+
+        Raises:
+            ConfigError: Both spellings of an argument given, or a bad URL or TTL.
+        """
+        url = _one_of("url", url, "conn_string", conn_string)
+        ttl = _one_of("ttl", ttl, "ttl_seconds", ttl_seconds)
+        # Resolved once, so both clients reach the same (possibly embedded) server.
+        url = resolve_url(url)
+        client = _blocking(client_from_url(url, pool_size=pool_size), pool_timeout)
+        cache: ValkeyCache[Any] = cls(client, prefix=prefix, ttl=ttl, serde=serde, retry=retry)
+        cache._owned.append(client)
+        cache._async_factory = lambda: _blocking(
+            async_client_from_url(url, pool_size=pool_size), pool_timeout
+        )
+        return cache
+
+    @classmethod
+    def from_pool(
+        cls,
+        pool: AnyPool,
+        *,
+        ssl: bool = False,
+        prefix: str = DEFAULT_PREFIX,
+        ttl: float | None = None,
+        ttl_seconds: float | None = None,
+        serde: SerializerProtocol | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> ValkeyCache[Any]:
+        """A cache on an existing connection pool (sync or asyncio), which it never closes.
+
+        The other flavour of pool is derived from ``pool``'s connection settings.
+
+        Args:
+            pool: A ``valkey.ConnectionPool`` or ``valkey.asyncio.ConnectionPool``.
+            ssl: Asserts that the pool's connections use TLS (a pool's connection class,
+                not this flag, decides that).
+            prefix: Key prefix.
+            ttl: Default TTL in seconds.
+            ttl_seconds: The same, under ``langgraph-checkpoint-aws``'s keyword name.
+            serde: Serializer for values.
+            retry: Retry budget for connection errors.
+
+        Raises:
+            ConfigError: ``pool`` is None, ``ssl=True`` with a plain-text pool, or both
+                ``ttl`` and ``ttl_seconds`` are given.
+        """
+        if pool is None:
+            raise ConfigError("pool must be a connection pool, got None")
+        if ssl and "SSL" not in pool.connection_class.__name__:
+            raise ConfigError(
+                f"ssl=True but the pool's connections are {pool.connection_class.__name__}; "
+                "create the pool from a valkeys:// or rediss:// URL"
+            )
+        ttl = _one_of("ttl", ttl, "ttl_seconds", ttl_seconds)
+        client: AnyClient
+        if isinstance(pool, valkey.asyncio.ConnectionPool):
+            client = valkey.asyncio.Valkey(connection_pool=pool)
+        else:
+            client = valkey.Valkey(connection_pool=pool)
+        return cls(client, prefix=prefix, ttl=ttl, serde=serde, retry=retry)
+
+    # The cache -------------------------------------------------------------------------
+
+    def get(self, keys: Sequence[FullKey]) -> dict[FullKey, ValueT]:
+        """Get the cached values for ``keys`` in one round trip; misses are absent.
+
+        Raises:
+            BackendError: The server failed or could not be reached (never a miss).
+            CodecError: A stored value could not be decoded.
+        """
+        plan = core.plan_get(self._keys, keys)
+        return core.read_get(plan, self._run(plan.call), self.serde)
+
+    async def aget(self, keys: Sequence[FullKey]) -> dict[FullKey, ValueT]:
+        """Async :meth:`get`."""
+        plan = core.plan_get(self._keys, keys)
+        return core.read_get(plan, await self._arun(plan.call), self.serde)
+
+    def set(self, pairs: Mapping[FullKey, tuple[ValueT, int | None]]) -> None:
+        """Set ``{key: (value, ttl)}`` in one round trip, atomically with the registry.
+
+        A ``ttl`` of ``None`` takes the cache's default TTL (or never expires); a ``ttl``
+        of zero or less removes the entry, as one that expired on arrival.
+
+        Raises:
+            BackendError: The server failed or could not be reached.
+            ConfigError: A key, pair or TTL is malformed.
+        """
+        self._run(core.plan_set(self._keys, pairs, self.serde, self.ttl))
+
+    async def aset(self, pairs: Mapping[FullKey, tuple[ValueT, int | None]]) -> None:
+        """Async :meth:`set`."""
+        await self._arun(core.plan_set(self._keys, pairs, self.serde, self.ttl))
+
+    def clear(self, namespaces: Sequence[Namespace] | None = None) -> None:
+        """Delete every entry of exactly ``namespaces`` (not of their children).
+
+        ``None`` deletes every entry of this cache (this prefix) and nothing else.
+
+        Raises:
+            BackendError: The server failed or could not be reached.
+        """
+        self._run(core.plan_clear(self._keys, namespaces))
+
+    async def aclear(self, namespaces: Sequence[Namespace] | None = None) -> None:
+        """Async :meth:`clear`."""
+        await self._arun(core.plan_clear(self._keys, namespaces))
+
+    # Execution: the only difference between the sync and async methods ------------------
+
+    def _run(self, call: Call | None) -> Any:
+        return None if call is None else self._executor().run(call)
+
+    async def _arun(self, call: Call | None) -> Any:
+        return None if call is None else await self._aexecutor().run(call)
+
+    def _executor(self) -> ValkeyExecutor:
+        if self._sync is None:
+            with self._lock:
+                if self._sync is None:
+                    assert self._sync_factory is not None
+                    client = self._sync_factory()
+                    self._owned.append(client)
+                    self._sync = ValkeyExecutor(client, self._retry)
+        return self._sync
+
+    def _aexecutor(self) -> AsyncValkeyExecutor:
+        if self._async is not None:
+            return self._async
+        loop = asyncio.get_running_loop()
+        executor = self._by_loop.get(loop)
+        if executor is None:
+            with self._lock:
+                executor = self._by_loop.get(loop)
+                if executor is None:
+                    assert self._async_factory is not None
+                    executor = AsyncValkeyExecutor(self._async_factory(), self._retry)
+                    self._by_loop[loop] = executor
+        return executor
+
+    # Lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connections this cache opened (never a client or pool it was given).
+
+        Asyncio clients are closed on their own loop: scheduled there if that loop is
+        running (this one included, since a sync call cannot await), dropped with it if
+        it has stopped. In async code prefer :meth:`aclose`, which awaits the close; call
+        it before an ``asyncio.run`` returns, as a stopped loop's sockets can only leak.
+        """
+        with self._lock:
+            owned, self._owned = self._owned, []
+            loops = list(self._by_loop.items())
+            self._by_loop.clear()
+            if self._sync_factory is not None:
+                self._sync = None
+            self._closing = [f for f in self._closing if not f.done()]
+        for client in owned:
+            client.close()
+        for loop, executor in loops:
+            if loop.is_running() and not loop.is_closed():
+                # Held until done: a loop keeps only weak references to its tasks.
+                future = asyncio.run_coroutine_threadsafe(executor.client.aclose(), loop)
+                self._closing.append(future)
+
+    async def aclose(self) -> None:
+        """Close the connections this cache opened, awaiting this loop's asyncio client."""
+        executor = self._by_loop.pop(asyncio.get_running_loop(), None)
+        if executor is not None:
+            await executor.client.aclose()
+        self.close()
+
+    def __enter__(self) -> ValkeyCache[ValueT]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> ValkeyCache[ValueT]:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def counterpart_pool(pool: AnyPool) -> AnyPool:
+    """An empty pool of the other flavour (sync <-> asyncio) with ``pool``'s settings.
+
+    Host, port or path, database, credentials, TLS options and timeouts carry over;
+    flavour-specific objects (a ``Retry``, a connect callback) do not.
+
+    Raises:
+        ConfigError: The pool uses a connection class valkey-py has no twin for.
+    """
+    to_async = not isinstance(pool, valkey.asyncio.ConnectionPool)
+    module = valkey.asyncio.connection if to_async else valkey.connection
+    name = pool.connection_class.__name__
+    connection_class = getattr(module, name, None)
+    if connection_class is None:
+        raise ConfigError(
+            f"cannot derive a {'n asyncio' if to_async else ' sync'} pool from connection "
+            f"class {name}; pass both clients (client=..., async_client=...)"
+        )
+    accepted = _init_params(connection_class)
+    kwargs = {
+        k: v
+        for k, v in pool.connection_kwargs.items()
+        if k in accepted and k not in _FLAVOURED_KWARGS
+    }
+    if isinstance(pool, (valkey.BlockingConnectionPool, valkey.asyncio.BlockingConnectionPool)):
+        blocking = (
+            valkey.asyncio.BlockingConnectionPool if to_async else valkey.BlockingConnectionPool
+        )
+        return blocking(
+            connection_class=connection_class,
+            max_connections=pool.max_connections,
+            timeout=pool.timeout,
+            **kwargs,
+        )
+    plain = valkey.asyncio.ConnectionPool if to_async else valkey.ConnectionPool
+    return plain(connection_class=connection_class, max_connections=pool.max_connections, **kwargs)
+
+
+def _blocking(client: Any, timeout: float | None) -> Any:
+    """``client`` itself, or (given a timeout) a twin whose pool waits for a free connection.
+
+    valkey-py's sync ``from_url`` cannot choose a pool class, so the URL's parsed pool
+    settings are moved into a blocking pool; the unused pool never opened a connection.
+    """
+    if timeout is None:
+        return client
+    pool = client.connection_pool
+    is_async = isinstance(pool, valkey.asyncio.ConnectionPool)
+    blocking = valkey.asyncio.BlockingConnectionPool if is_async else valkey.BlockingConnectionPool
+    return type(client).from_pool(
+        blocking(
+            connection_class=pool.connection_class,
+            max_connections=pool.max_connections,
+            timeout=timeout,
+            **pool.connection_kwargs,
+        )
+    )
+
+
+def _init_params(cls: type) -> set[str]:
+    """Keyword names a connection class accepts, along its whole ``__init__`` chain."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is not None:
+            names |= set(inspect.signature(init).parameters) - {"self", "args", "kwargs"}
+    return names
+
+
+def _one_of(name: str, value: Any, alias: str, alias_value: Any) -> Any:
+    if value is not None and alias_value is not None:
+        raise ConfigError(f"give {name} or {alias}, not both")
+    return value if value is not None else alias_value
