@@ -51,31 +51,28 @@ def sid() -> str:
 
 
 def _script_inner_commands() -> set[str]:
-    """Commands our Lua scripts call inside the server (commandstats counts them too)."""
+    """Commands streamstate's Lua scripts call inside the server (commandstats counts them)."""
+    import importlib
     import re
 
-    from streamstate.eventlog.valkey import scripts
+    from streamstate.eventlog.valkey.scripts import LuaScript
 
     names: set[str] = set()
-    for value in vars(scripts).values():
-        if isinstance(value, scripts.LuaScript):
-            names |= {m.lower() for m in re.findall(r"redis\.call\('(\w+)'", value.source)}
-    names |= {
-        "xadd",
-        "hset",
-        "hsetnx",
-        "hdel",
-        "zadd",
-        "zrem",
-        "sadd",
-        "srem",
-        "set",
-        "del",
-        "pexpire",
-        "hget",
-        "hexists",
-        "type",
-    }
+    for module in (
+        "streamstate.eventlog.valkey.scripts",
+        "streamstate.projections.checkpoints",
+        "streamstate.projections.cache",
+        "streamstate.projections.items",
+        "streamstate.projections.vectors",
+        "streamstate.adapters._store_core",
+    ):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue
+        for value in vars(mod).values():
+            if isinstance(value, LuaScript):
+                names |= {m.lower() for m in re.findall(r"redis\.call\(\s*'(\w+)'", value.source)}
     return names
 
 
