@@ -35,7 +35,7 @@ def _put_chain(saver: ValkeySaver, thread: str, n: int, **meta: Any) -> list[dic
         cp = empty_checkpoint()
         version = saver.get_next_version(version, None)
         cp["channel_values"] = {"big": "x" * 2000, "counter": i}
-        big_version = configs and configs[0]["big"] or version
+        big_version = (configs and configs[0]["big"]) or version
         cp["channel_versions"] = {"big": big_version, "counter": version}
         new_versions = {"counter": version} if i else {"big": version, "counter": version}
         parent = saver.put(parent, cp, {"source": "loop", "step": i, **meta}, new_versions)

@@ -3,6 +3,7 @@ history, time travel, encryption and strict msgpack — sync and async."""
 
 from __future__ import annotations
 
+import itertools
 import operator
 import os
 import subprocess
@@ -153,7 +154,7 @@ def test_update_state_history_and_time_travel(sync_saver: Any) -> None:
     assert ids == sorted(ids, reverse=True)
     assert history[0].metadata["source"] == "update"
     # every parent link points to the next-older checkpoint
-    for newer, older in zip(history, history[1:]):
+    for newer, older in itertools.pairwise(history):
         assert (
             newer.parent_config["configurable"]["checkpoint_id"]
             == older.config["configurable"]["checkpoint_id"]
