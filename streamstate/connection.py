@@ -1,4 +1,7 @@
-"""Clients from URLs: ``valkey://``, ``valkeys://``, ``redis://``, ``rediss://``, ``unix://``."""
+"""Clients from URLs: ``valkey://``, ``valkeys://``, ``redis://``, ``rediss://``, ``unix://``.
+
+``cluster=True`` (or ``?cluster=true`` in the URL) gives a Valkey Cluster client.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ from urllib.parse import urlsplit
 
 import valkey
 import valkey.asyncio
+import valkey.asyncio.cluster
+import valkey.cluster
 
 from streamstate.errors import ConfigError
 from streamstate.server import resolve_url
@@ -21,17 +26,37 @@ def _check(url: str) -> str:
     return url
 
 
-def client_from_url(url: str | None = None, *, pool_size: int = 10, **kwargs: Any) -> valkey.Valkey:
+def wants_cluster(url: str, cluster: bool | None) -> tuple[str, bool]:
+    """Strip a ``cluster`` query flag from ``url``; say whether a cluster client is wanted."""
+    parts = urlsplit(url)
+    query = [q for q in parts.query.split("&") if q]
+    flags = [q for q in query if q.split("=", 1)[0] == "cluster"]
+    rest = "&".join(q for q in query if q not in flags)
+    from_url = bool(flags) and flags[-1].partition("=")[2].lower() in ("", "1", "true", "yes")
+    return parts._replace(query=rest).geturl(), bool(cluster) or from_url
+
+
+def client_from_url(
+    url: str | None = None, *, pool_size: int = 10, cluster: bool | None = None, **kwargs: Any
+) -> valkey.Valkey | valkey.cluster.ValkeyCluster:
     """A sync client (binary replies) for ``url``; no URL means the embedded server."""
-    url = _check(resolve_url(url))
+    url, is_cluster = wants_cluster(_check(resolve_url(url)), cluster)
+    if is_cluster:
+        return valkey.cluster.ValkeyCluster.from_url(
+            url, max_connections=pool_size, decode_responses=False, **kwargs
+        )
     return valkey.Valkey.from_url(url, max_connections=pool_size, decode_responses=False, **kwargs)
 
 
 def async_client_from_url(
-    url: str | None = None, *, pool_size: int = 10, **kwargs: Any
-) -> valkey.asyncio.Valkey:
+    url: str | None = None, *, pool_size: int = 10, cluster: bool | None = None, **kwargs: Any
+) -> valkey.asyncio.Valkey | valkey.asyncio.cluster.ValkeyCluster:
     """An asyncio client (binary replies) for ``url``; no URL means the embedded server."""
-    url = _check(resolve_url(url))
+    url, is_cluster = wants_cluster(_check(resolve_url(url)), cluster)
+    if is_cluster:
+        return valkey.asyncio.cluster.ValkeyCluster.from_url(
+            url, max_connections=pool_size, decode_responses=False, **kwargs
+        )
     return valkey.asyncio.Valkey.from_url(
         url, max_connections=pool_size, decode_responses=False, **kwargs
     )

@@ -401,7 +401,7 @@ class SaverCore:
             )
             threads = [Thread(thread_id, text(a)) for a in sorted(reply)]
         for thread in threads:
-            yield logcore.plan_delete(self.keyspace, self.log.projections, thread.session)
+            yield self.log.plan_delete(thread.session)
 
     # delta history ------------------------------------------------------------------
 
@@ -507,20 +507,12 @@ class SaverCore:
             rows = yield from self.read_all_raw(thread)
             events = self.compacted_events(rows, keep)
             if not events:
-                yield logcore.plan_delete(self.keyspace, self.log.projections, thread.session)
+                yield self.log.plan_delete(thread.session)
                 return
             runs = {ev.run_id for ev in events if isinstance(ev, CheckpointPut) and ev.run_id}
             extra = [op for run in sorted(runs) for op in self.registry_ops(thread, run)]
-            call = logcore.plan_replace(
-                self.keyspace,
-                self.log.projections,
-                self.log.codec,
-                thread.session,
-                events,
-                expected_last_id=last,
-                extra_ops=extra,
-                ttl=self.ttl,
-                register=self.log.register_sessions,
+            call = self.log.plan_replace(
+                thread.session, events, expected_last_id=last, extra_ops=extra, ttl=self.ttl
             )
             if logcore.read_replace((yield call)) is not None:
                 return
@@ -586,7 +578,7 @@ class SaverCore:
         for thread_id in thread_ids:
             for thread in (yield from self.threads_named(thread_id)):
                 if strategy == "delete":
-                    yield logcore.plan_delete(self.keyspace, self.log.projections, thread.session)
+                    yield self.log.plan_delete(thread.session)
                     continue
                 latest_raw = yield logcore.Command(("HGETALL", self.keys(thread).view("latest")))
                 latest = {unescape(text(k)): text(v) for k, v in latest_raw.items()}
@@ -599,14 +591,17 @@ class SaverCore:
         if not runs:
             return
         registry = [self.keyspace.global_key("run", r) for r in runs]
-        tags = yield logcore.Command(("SUNION", *registry))
+        tags: set[Any] = set()
+        for key in registry:  # one key per command: run registries live on different slots
+            tags |= set((yield logcore.Command(("SMEMBERS", key))))
         doomed = set(runs)
         for tag in sorted(text(t) for t in tags):
             thread = Thread.from_session(parse_session_tag(tag))
             if thread is None:
                 continue
             yield from self.compact_flow(thread, lambda _ns, _cid, run: run not in doomed)
-        yield logcore.Command(("DEL", *registry))
+        for key in registry:
+            yield logcore.Command(("DEL", key))
 
 
 def _parse_blob_field(field: str) -> tuple[str, str | int | float]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from streamstate.errors import CodecError
@@ -17,7 +17,7 @@ from streamstate.eventlog.contract import AppendResult
 from streamstate.eventlog.events import Event, LogEntry
 from streamstate.eventlog.keys import Keyspace, SessionKeys, SessionName
 from streamstate.eventlog.ops import ARITY, Op, Projection, pexpire, sadd
-from streamstate.eventlog.valkey.scripts import APPEND, DELETE, REPLACE, LuaScript
+from streamstate.eventlog.valkey.scripts import APPEND, DELETE, DELETE_OWN, REPLACE, LuaScript
 
 logger = logging.getLogger("streamstate.eventlog")
 
@@ -40,6 +40,9 @@ class ScriptCall:
     keys: list[str]
     args: list[Any] = field(default_factory=list)
     idempotent: bool = True
+    before: tuple[Command, ...] = ()
+    """Idempotent commands on other hash slots to run first (Valkey Cluster only): a
+    script may only touch its session's slot, so registry updates leave the script."""
 
 
 Call = Command | ScriptCall
@@ -82,6 +85,7 @@ def plan_append(
     extra_ops: Sequence[Op] = (),
     ttl: float | None = None,
     register: bool = True,
+    cluster: bool = False,
 ) -> ScriptCall:
     """Plan the atomic append of ``events`` with every projection op they imply.
 
@@ -91,6 +95,8 @@ def plan_append(
         skip_if_noop: the append is a duplicate if no hash-content op would change
             anything (e.g. a retried insert-if-absent).
         ttl: seconds; every key of the session gets this TTL, refreshed atomically.
+        cluster: move ops on keys outside the session's slot (registries) out of the
+            script, into commands that run before it.
     """
     sk = keyspace.session(session)
     encoded = [codec.encode(e) for e in events]
@@ -101,9 +107,29 @@ def plan_append(
     if ttl is not None:
         ms = ttl_ms(ttl)
         ops.extend(pexpire(k, ms) for k in session_key_set(sk, projections))
-    return _script_for(
+    ops, before = split_foreign(sk, ops) if cluster else (ops, ())
+    call = _script_for(
         sk, encoded, ops, guard=guard, idempotency_key=idempotency_key, skip_if_noop=skip_if_noop
     )
+    return replace(call, before=before)
+
+
+def split_foreign(sk: SessionKeys, ops: Sequence[Op]) -> tuple[list[Op], tuple[Command, ...]]:
+    """Separate ops on the session's own keys from idempotent ops on other slots."""
+    own: list[Op] = []
+    foreign: list[Command] = []
+    prefix = sk.base + ":"
+    for op in ops:
+        if op.key.startswith(prefix):
+            own.append(op)
+        elif op.code == "SADD":
+            foreign.append(Command(("SADD", op.key, *op.args)))
+        else:
+            raise ValueError(
+                f"op {op.code} on {op.key!r} is outside session {sk.tag!r}: only SADD can be "
+                "split out of a cluster script"
+            )
+    return own, tuple(foreign)
 
 
 def plan_apply_ops(keyspace: Keyspace, session: SessionName, ops: Sequence[Op]) -> ScriptCall:
@@ -122,6 +148,7 @@ def plan_replace(
     extra_ops: Sequence[Op] = (),
     ttl: float | None = None,
     register: bool = True,
+    cluster: bool = False,
 ) -> ScriptCall:
     """Plan replacing the session's whole log and views with ``events`` (compaction).
 
@@ -135,8 +162,9 @@ def plan_replace(
         ops.append(sadd(keyspace.sessions, sk.tag))
     if ttl is not None:
         ops.extend(pexpire(k, ttl_ms(ttl)) for k in old)
+    ops, before = split_foreign(sk, ops) if cluster else (ops, ())
     call = _script_for(sk, [codec.encode(e) for e in events], ops, preset=old, idempotent=False)
-    return ScriptCall(REPLACE, call.keys, [expected_last_id, len(old), *call.args], False)
+    return ScriptCall(REPLACE, call.keys, [expected_last_id, len(old), *call.args], False, before)
 
 
 def read_replace(reply: Sequence[Any]) -> AppendResult | None:
@@ -316,11 +344,22 @@ def plan_ack(keyspace: Keyspace, session: SessionName, group: str, ids: Sequence
 
 
 def plan_delete(
-    keyspace: Keyspace, projections: Sequence[Projection], session: SessionName
+    keyspace: Keyspace,
+    projections: Sequence[Projection],
+    session: SessionName,
+    *,
+    cluster: bool = False,
 ) -> ScriptCall:
-    """Delete every key of the session and unregister it; the reply counts existing keys."""
+    """Delete every key of the session and unregister it; the reply counts existing keys.
+
+    On a cluster the registry (another slot) keeps the entry: readers skip sessions
+    whose log is gone, so the registry stays a superset and nothing is ever unlisted.
+    """
     sk = keyspace.session(session)
-    return ScriptCall(DELETE, [*session_key_set(sk, projections), keyspace.sessions], [sk.tag])
+    keys = session_key_set(sk, projections)
+    if cluster:
+        return ScriptCall(DELETE_OWN, keys, [])
+    return ScriptCall(DELETE, [*keys, keyspace.sessions], [sk.tag])
 
 
 def plan_exists(keyspace: Keyspace, session: SessionName) -> Command:

@@ -60,6 +60,9 @@ def map_errors(call: Call) -> Iterator[None]:
         raise BackendError(f"authentication failed: {exc}") from exc
     except (vx.ConnectionError, vx.TimeoutError, OSError) as exc:
         raise _Transient(BackendUnavailable(f"{type(exc).__name__}: {exc}")) from exc
+    except (vx.ClusterDownError, vx.TryAgainError, vx.ReadOnlyError) as exc:
+        # a failover or slot migration in progress: the call did not run; try again
+        raise _Transient(BackendUnavailable(f"{type(exc).__name__}: {exc}")) from exc
     except vx.NoScriptError:
         raise
     except vx.ResponseError as exc:
@@ -69,6 +72,33 @@ def map_errors(call: Call) -> Iterator[None]:
         raise BackendError(f"{call.args[0]} failed: {msg}") from exc
     except vx.ValkeyError as exc:
         raise BackendError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def is_cluster(client: Any) -> bool:
+    import valkey.asyncio.cluster
+    import valkey.cluster
+
+    return isinstance(client, (valkey.cluster.ValkeyCluster, valkey.asyncio.cluster.ValkeyCluster))
+
+
+class _SentOnce:
+    """Remembers side commands already applied (registry adds are idempotent and
+    permanent), so a cluster put costs one round trip after a thread's first."""
+
+    limit = 100_000
+
+    def __init__(self) -> None:
+        self.seen: set[tuple[Any, ...]] = set()
+
+    def pending(self, call: Call) -> list[Command]:
+        if not isinstance(call, ScriptCall) or not call.before:
+            return []
+        return [c for c in call.before if c.args not in self.seen]
+
+    def done(self, command: Command) -> None:
+        if len(self.seen) >= self.limit:
+            self.seen.clear()
+        self.seen.add(command.args)
 
 
 def check_client(client: Any) -> None:
@@ -96,8 +126,12 @@ class ValkeyExecutor:
         check_client(client)
         self.client = client
         self.retry = retry or RetryPolicy()
+        self.sent = _SentOnce()
 
     def run(self, call: Call) -> Any:
+        for command in self.sent.pending(call):
+            self.run(command)
+            self.sent.done(command)
         try:
             if not call.idempotent:
                 return self._once(call)
@@ -125,8 +159,12 @@ class AsyncValkeyExecutor:
         check_client(client)
         self.client = client
         self.retry = retry or RetryPolicy()
+        self.sent = _SentOnce()
 
     async def run(self, call: Call) -> Any:
+        for command in self.sent.pending(call):
+            await self.run(command)
+            self.sent.done(command)
         try:
             if not call.idempotent:
                 return await self._once(call)

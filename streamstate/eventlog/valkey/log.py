@@ -20,7 +20,12 @@ from streamstate.eventlog.keys import Keyspace, SessionName
 from streamstate.eventlog.ops import Op, Projection
 from streamstate.eventlog.valkey import _core as core
 from streamstate.eventlog.valkey import _flows as flows
-from streamstate.eventlog.valkey._exec import AsyncValkeyExecutor, RetryPolicy, ValkeyExecutor
+from streamstate.eventlog.valkey._exec import (
+    AsyncValkeyExecutor,
+    RetryPolicy,
+    ValkeyExecutor,
+    is_cluster,
+)
 
 
 class _LogConfig:
@@ -33,11 +38,13 @@ class _LogConfig:
         codec: Codec | None,
         projections: Sequence[Projection],
         register_sessions: bool,
+        cluster: bool = False,
     ) -> None:
         self.keyspace = keyspace or Keyspace()
         self.codec = codec or Codec()
         self.projections: tuple[Projection, ...] = tuple(projections)
         self.register_sessions = register_sessions
+        self.cluster = cluster
 
     def plan_append(
         self,
@@ -52,6 +59,24 @@ class _LogConfig:
             session,
             events,
             register=self.register_sessions,
+            cluster=self.cluster,
+            **kwargs,
+        )
+
+    def plan_delete(self, session: SessionName) -> core.ScriptCall:
+        return core.plan_delete(self.keyspace, self.projections, session, cluster=self.cluster)
+
+    def plan_replace(
+        self, session: SessionName, events: Sequence[Event], **kwargs: Any
+    ) -> core.ScriptCall:
+        return core.plan_replace(
+            self.keyspace,
+            self.projections,
+            self.codec,
+            session,
+            events,
+            register=self.register_sessions,
+            cluster=self.cluster,
             **kwargs,
         )
 
@@ -83,6 +108,7 @@ class ValkeyEventLog(_LogConfig):
             codec=codec,
             projections=projections,
             register_sessions=register_sessions,
+            cluster=is_cluster(client),
         )
         self.executor = ValkeyExecutor(client, retry)
         self.run = self.executor.run
@@ -177,7 +203,7 @@ class ValkeyEventLog(_LogConfig):
         return int(self.run(core.plan_ack(self.keyspace, session, group, ids)))
 
     def delete(self, session: SessionName) -> bool:
-        return int(self.run(core.plan_delete(self.keyspace, self.projections, session))) > 0
+        return int(self.run(self.plan_delete(session))) > 0
 
     def trim(
         self, session: SessionName, *, maxlen: int | None = None, minid: str | None = None
@@ -216,6 +242,7 @@ class AsyncValkeyEventLog(_LogConfig):
             codec=codec,
             projections=projections,
             register_sessions=register_sessions,
+            cluster=is_cluster(client),
         )
         self.executor = AsyncValkeyExecutor(client, retry)
         self.run = self.executor.run
@@ -312,7 +339,7 @@ class AsyncValkeyEventLog(_LogConfig):
         return int(await self.run(core.plan_ack(self.keyspace, session, group, ids)))
 
     async def delete(self, session: SessionName) -> bool:
-        call = core.plan_delete(self.keyspace, self.projections, session)
+        call = self.plan_delete(session)
         return int(await self.run(call)) > 0
 
     async def trim(

@@ -183,3 +183,14 @@ redis.call('SREM', KEYS[#KEYS], ARGV[1])
 return removed
 """,
 )
+
+
+# KEYS: the session's keys. Reply: how many existed.
+DELETE_OWN = LuaScript(
+    "delete_own",
+    r"""
+local removed = 0
+for i = 1, #KEYS do removed = removed + redis.call('DEL', KEYS[i]) end
+return removed
+""",
+)
