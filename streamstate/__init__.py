@@ -25,6 +25,15 @@ _EXPORTS = {
     "BedrockSessionSaver": "streamstate.adapters.bedrock",
     "AsyncBedrockSessionSaver": "streamstate.adapters.bedrock",
     "EmbeddedServer": "streamstate.server",
+    "replay": "streamstate.audit",
+    "fork": "streamstate.audit",
+    "tail": "streamstate.audit",
+    "history": "streamstate.audit",
+    "show": "streamstate.audit",
+    "rebuild": "streamstate.audit",
+    "verify": "streamstate.audit",
+    "stats": "streamstate.audit",
+    "ValkeyAudit": "streamstate.audit",
     "Codec": "streamstate.eventlog.codec",
 }
 

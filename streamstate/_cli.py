@@ -1,35 +1,681 @@
-"""Minimal CLI until the full one lands: ``streamstate demo`` appends and reads back."""
+"""The ``streamstate`` command line: typer commands over :mod:`streamstate.audit`.
+
+Exit codes: 0 success; 1 a check failed (``rebuild --verify`` found differences, a demo
+claim or a replay did not hold); 2 an error (unreachable server, unknown session or
+checkpoint, bad arguments), reported as one line on stderr, never a traceback.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import signal
+import sys
 import time
-import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+from urllib.parse import urlsplit, urlunsplit
 
-from streamstate.connection import client_from_url
-from streamstate.eventlog.events import Write, WritesPut
-from streamstate.eventlog.valkey import ValkeyEventLog
-from streamstate.server import ensure_server
+import typer
+from rich.console import Console
+from rich.markup import escape as markup_escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.tree import Tree
+
+from streamstate.errors import BackendUnavailable, StreamstateError
+
+app = typer.Typer(
+    name="streamstate",
+    help="Event-sourced LangGraph persistence on Valkey streams: audit, replay, fork, rebuild.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+# -- shared options ------------------------------------------------------------------------
+
+UrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        help="Valkey URL (valkey://, valkeys://, redis://, rediss://, unix://). "
+        "Default: $STREAMSTATE_URL, else the embedded server.",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+ActorOpt = Annotated[
+    str | None,
+    typer.Option("--actor", help="AgentCore actor id: the session is (a, ACTOR, SESSION)."),
+]
+NsOpt = Annotated[str, typer.Option("--ns", help="Checkpoint namespace ('' is the root graph).")]
+SessionArg = Annotated[
+    str, typer.Argument(metavar="SESSION", help="Thread id (the session ('t', SESSION)).")
+]
 
 
-def app(argv: list[str]) -> int:
-    if not argv or argv[0] != "demo":
-        print("usage: streamstate demo")
-        return 2
-    server = ensure_server()
-    print(f"embedded valkey-server at {server.url} (data in {server.data_dir})")
-    log = ValkeyEventLog(client_from_url(server.url))
-    session = ("demo", uuid.uuid4().hex[:8])
-    events = [
-        WritesPut(
-            "", "cp-1", f"task-{i}", "", [Write(0, "messages", ("json", b'"hello"'))], time.time()
-        )
-        for i in range(3)
-    ]
-    result = log.append(session, events, idempotency_key="demo-1")
-    again = log.append(session, events, idempotency_key="demo-1")
-    print(
-        f"appended {len(result.ids)} events; retried append was a duplicate: {not again.appended}"
+@dataclass
+class Settings:
+    """Options given before the command name; a command's own options win."""
+
+    url: str | None = None
+    prefix: str = "ss"
+    json: bool = False
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    url: UrlOpt = None,
+    prefix: Annotated[str, typer.Option("--prefix", help="Key prefix of the savers.")] = "ss",
+    json_out: JsonOpt = False,
+) -> None:
+    """Event-sourced LangGraph persistence on Valkey streams: audit, replay, fork, rebuild."""
+    ctx.obj = Settings(url, prefix, json_out)
+
+
+def _settings(ctx: typer.Context, url: str | None, json_out: bool) -> Settings:
+    base: Settings = ctx.obj or Settings()
+    return Settings(url or base.url, base.prefix, json_out or base.json)
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+@contextlib.contextmanager
+def _audit(settings: Settings) -> Iterator[Any]:
+    """An audit handle for the settings; a dead server is reported with its URL."""
+    from streamstate.audit import connect
+    from streamstate.server import resolve_url
+
+    url = resolve_url(settings.url)
+    try:
+        with connect(url, prefix=settings.prefix) as audit:
+            yield audit
+    except BackendUnavailable as exc:
+        raise BackendUnavailable(f"cannot reach {_redact(url)}: {exc}") from exc
+
+
+def _console() -> Console:
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        # Piped output: wide enough that tables do not fold checkpoint ids.
+        console = Console(highlight=False, width=max(console.width, 160))
+    return console
+
+
+def _progress() -> Progress:
+    """A progress bar on stderr (stdout stays clean for --json); silent when not a terminal."""
+    console = Console(stderr=True)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
     )
-    for entry in log.read(session):
-        print(f"  {entry.id}  {type(entry.event).__name__} task={entry.event.task_id}")
+
+
+def _emit_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def _session(thread: str, actor: str | None) -> tuple[str, ...]:
+    from streamstate.audit import session_of
+
+    return session_of(thread, actor)
+
+
+# -- rendering (shared with the demo) ---------------------------------------------------------
+
+
+def short(value: str | None, keep: int = 8) -> str:
+    """The tail of an id: enough to tell checkpoints apart in a table."""
+    if not value:
+        return "-"
+    return value if len(value) <= keep + 1 else "…" + value[-keep:]
+
+
+def ns_label(ns: str) -> str:
+    if not ns:
+        return "(root)"
+    node, _, task = ns.partition(":")
+    return f"{node}:{short(task)}" if task else node
+
+
+def preview(value: Any, width: int = 100) -> str:
+    """One line describing a decoded value (messages by role and content)."""
+    from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+
+    if isinstance(value, AIMessage) and value.tool_calls:
+        calls = ", ".join(
+            f"{c['name']}({', '.join(f'{k}={v!r}' for k, v in c['args'].items())})"
+            for c in value.tool_calls
+        )
+        text = f"ai → {calls}"
+    elif isinstance(value, ToolMessage):
+        text = f"tool {value.name}: {value.content}"
+    elif isinstance(value, BaseMessage):
+        text = f"{value.type}: {value.content}"
+    elif isinstance(value, list) and value and all(isinstance(v, BaseMessage) for v in value):
+        shown = value if len(value) <= 3 else value[-1:]
+        more = "" if len(value) <= 3 else f"[{len(value)} messages, the last] "
+        text = more + " | ".join(preview(v, width) for v in shown)
+    else:
+        text = repr(value)
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def history_table(rows: Sequence[Any], title: str) -> Table:
+    """The history of a thread: one row per checkpoint, newest first."""
+    number = {r.checkpoint_id: len(rows) - i for i, r in enumerate(rows)}
+    table = Table(title=title, title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("checkpoint id", no_wrap=True)
+    table.add_column("ns", no_wrap=True)
+    table.add_column("step", justify="right")
+    table.add_column("source")
+    table.add_column("node writes (that made it)")
+    table.add_column("parent", no_wrap=True)
+    for r in rows:
+        writes = "; ".join(f"{node} → {', '.join(chs)}" for node, chs in r.writes.items())
+        parent = f"#{number[r.parent_id]}" if r.parent_id in number else short(r.parent_id)
+        table.add_row(
+            str(number[r.checkpoint_id]),
+            r.checkpoint_id,
+            ns_label(r.ns),
+            "" if r.step is None else str(r.step),
+            r.source or "",
+            markup_escape(writes),
+            parent,
+        )
+    return table
+
+
+def state_tree(tup: Any, title: str) -> Tree:
+    """A checkpoint tuple as a tree: metadata, channel values, pending writes."""
+    conf = tup.config["configurable"]
+    parent = (tup.parent_config or {}).get("configurable", {}).get("checkpoint_id")
+    tree = Tree(
+        f"[bold]{markup_escape(title)}[/]  checkpoint {conf['checkpoint_id']}  "
+        f"ns {ns_label(conf.get('checkpoint_ns', ''))}  parent {parent or '-'}"
+    )
+    meta = tree.add("metadata")
+    for key, value in sorted((tup.metadata or {}).items()):
+        meta.add(markup_escape(f"{key} = {preview(value)}"))
+    values = tree.add("channel values")
+    for channel, value in sorted(tup.checkpoint.get("channel_values", {}).items()):
+        if isinstance(value, list) and len(value) > 1:
+            node = values.add(markup_escape(f"{channel} ({len(value)} items)"))
+            for item in value:
+                node.add(markup_escape(preview(item)))
+        else:
+            values.add(markup_escape(f"{channel} = {preview(value)}"))
+    writes = tree.add(f"pending writes ({len(tup.pending_writes or [])})")
+    for task_id, channel, value in tup.pending_writes or []:
+        writes.add(markup_escape(f"task {short(task_id)}  {channel} = {preview(value, 80)}"))
+    return tree
+
+
+def entry_line(d: dict[str, Any]) -> str:
+    """One tail line from an entry described with its decoded values (``render=lambda v: v``)."""
+    kind = d["type"]
+    if kind == "checkpoint":
+        return (
+            f"{d['id']}  checkpoint  ns={ns_label(d['ns'])}  {d['checkpoint_id']}  "
+            f"step={d['step']} {d['source']}  parent={short(d['parent_id'])}  "
+            f"channels: {', '.join(d['channels']) or '-'}"
+        )
+    if kind == "writes":
+        parts = [f"{w['channel']}={preview(w['value'], 60)}" for w in d["writes"]]
+        return (
+            f"{d['id']}  writes      ns={ns_label(d['ns'])}  {d['checkpoint_id']}  "
+            f"node={d['node']}  {'; '.join(parts)}"
+        )
+    if kind == "item_put":
+        return f"{d['id']}  item put    {'/'.join(d['namespace'])} {d['key']} ({d['bytes']} B)"
+    return f"{d['id']}  item del    {'/'.join(d['namespace'])} {d['key']}"
+
+
+def _fail(code: int) -> NoReturn:
+    raise typer.Exit(code)
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    sessions: Annotated[int, typer.Option("--sessions", min=1, max=50, help="Threads to run.")] = 5,
+    url: UrlOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run a scripted ReAct agent (tools, subgraph, interrupt) and prove what the log gives."""
+    from streamstate.demo.run import run_demo
+
+    s = _settings(ctx, url, json_out)
+    ok = run_demo(s.url, sessions=sessions, prefix=s.prefix, json_out=s.json, console=_console())
+    if not ok:
+        _fail(1)
+
+
+@app.command()
+def tail(
+    ctx: typer.Context,
+    session: SessionArg,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep waiting for events.")
+    ] = False,
+    from_id: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            help="Start after this entry id ('0': the beginning, '$': new only); with "
+            "--group, where a new group starts.",
+        ),
+    ] = "0",
+    group: Annotated[
+        str | None,
+        typer.Option("--group", help="Read as a consumer group: acknowledge what was printed."),
+    ] = None,
+    consumer: Annotated[
+        str | None,
+        typer.Option("--consumer", help="Consumer name in --group (default: host name)."),
+    ] = None,
+    actor: ActorOpt = None,
+    url: UrlOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Print a session's events, decoded, as they happen (one JSON object per line with --json).
+
+    With --group the tail is an at-least-once audit consumer: an event is acknowledged
+    after it is printed, and a restarted consumer prints its unacknowledged events first.
+    """
+    from streamstate.audit import describe_entry
+
+    s = _settings(ctx, url, json_out)
+    console = _console()
+    with _audit(s) as audit:
+        sess = _session(session, actor)
+        entries = audit.tail(
+            sess,
+            follow=follow,
+            from_id=from_id,
+            group=group,
+            consumer=consumer,
+        )
+        try:
+            for entry in entries:
+                if s.json:
+                    _emit_json(describe_entry(entry, audit.serde, sess))
+                else:
+                    described = describe_entry(entry, audit.serde, sess, render=lambda v: v)
+                    console.print(markup_escape(entry_line(described)), soft_wrap=True)
+                    console.file.flush()
+        finally:
+            close = getattr(entries, "close", None)
+            if close is not None:
+                close()
+
+
+@app.command()
+def history(
+    ctx: typer.Context,
+    session: SessionArg,
+    ns: Annotated[
+        str | None, typer.Option("--ns", help="Only this namespace ('' is the root graph).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Newest N only.")] = None,
+    actor: ActorOpt = None,
+    url: UrlOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List a thread's checkpoints, newest first, from its log."""
+    import dataclasses
+
+    s = _settings(ctx, url, json_out)
+    with _audit(s) as audit:
+        rows = audit.history(_session(session, actor), ns=ns, limit=limit)
+    if s.json:
+        _emit_json([dataclasses.asdict(r) for r in rows])
+        return
+    _console().print(history_table(rows, f"history of {session} ({len(rows)} checkpoints)"))
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    session: SessionArg,
+    checkpoint: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="CHECKPOINT", help="Checkpoint id (default: the newest).", show_default=False
+        ),
+    ] = None,
+    ns: NsOpt = "",
+    actor: ActorOpt = None,
+    url: UrlOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show the decoded state at a checkpoint: channel values, metadata, pending writes."""
+    from streamstate.audit import describe_tuple
+
+    s = _settings(ctx, url, json_out)
+    with _audit(s) as audit:
+        tup = audit.show(_session(session, actor), checkpoint, ns=ns)
+    if s.json:
+        _emit_json(describe_tuple(tup))
+        return
+    _console().print(state_tree(tup, f"thread {session}"))
+
+
+@app.command()
+def replay(
+    ctx: typer.Context,
+    session: SessionArg,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to", help="Checkpoint id to rebuild (default: the newest).", show_default=False
+        ),
+    ] = None,
+    fork: Annotated[
+        str | None,
+        typer.Option("--fork", help="Also start this new thread at the checkpoint."),
+    ] = None,
+    ns: NsOpt = "",
+    actor: ActorOpt = None,
+    url: UrlOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Rebuild the state at a checkpoint from the log alone, print it, optionally fork there.
+
+    The rebuilt state is then compared with the live view (get_tuple); exit 1 if they
+    differ.
+    """
+    from streamstate.audit import describe_tuple
+
+    s = _settings(ctx, url, json_out)
+    console = _console()
+    with _audit(s) as audit:
+        sess = _session(session, actor)
+        state = audit.replay(sess, to, ns=ns)
+        cid = state.config["configurable"]["checkpoint_id"]
+        matches = audit.show(sess, cid, ns=ns) == state
+        fork_config = audit.fork(sess, cid, fork, ns=ns) if fork else None
+    if s.json:
+        out = describe_tuple(state) | {"matches_live": matches}
+        if fork_config is not None:
+            out["fork"] = fork_config["configurable"]
+        _emit_json(out)
+    else:
+        console.print(state_tree(state, f"replayed {session} from its log"))
+        mark = "[green]✓[/]" if matches else "[red]✗[/]"
+        console.print(f"{mark} live view (get_tuple) {'agrees' if matches else 'DIFFERS'}")
+        if fork_config is not None:
+            console.print(f"[green]✓[/] forked {markup_escape(fork)} at checkpoint {cid}")
+    if not matches:
+        _fail(1)
+
+
+@app.command()
+def rebuild(
+    ctx: typer.Context,
+    session: Annotated[
+        str | None, typer.Option("--session", help="Only this thread (default: every session).")
+    ] = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Rebuild into a shadow keyspace and compare with the live views (exit 1 on "
+            "any difference); the live views are not touched.",
+        ),
+    ] = False,
+    actor: ActorOpt = None,
+    url: UrlOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Rebuild the projections from the logs (all registered sessions, or one).
+
+    A session whose log was trimmed is not rebuilt (that would drop state only its views
+    still hold): it is reported and the exit code is 1.
+    """
+    from streamstate.audit import session_label
+
+    s = _settings(ctx, url, json_out)
+    console = _console()
+    with _audit(s) as audit:
+        targets = [_session(session, actor)] if session else None
+        total = len(targets) if targets else len(audit.sessions())
+        with _progress() as bar:
+            task = bar.add_task("verifying" if verify else "rebuilding", total=total)
+            if verify:
+                report = audit.verify(targets, progress=lambda *_: bar.advance(task))
+            else:
+                results = audit.rebuild(targets, progress=lambda *_: bar.advance(task))
+    if not verify:
+        done = [r for r in results if r.skipped is None]
+        skipped = [r for r in results if r.skipped is not None]
+        if s.json:
+            _emit_json(
+                {
+                    "rebuilt": [{"session": r.session, "entries": r.entries} for r in done],
+                    "skipped": [
+                        {"session": r.session, "reason": r.skipped, "trimmed": r.trimmed}
+                        for r in skipped
+                    ],
+                }
+            )
+            if any(r.trimmed for r in skipped):
+                _fail(1)
+            return
+        entries = sum(r.entries for r in done)
+        console.print(f"rebuilt {len(done)} sessions from {entries} log entries")
+        for r in skipped:
+            mark = "[red]✗[/]" if r.trimmed else "-"
+            console.print(f"{mark} skipped {markup_escape(session_label(r.session))}: {r.skipped}")
+        if any(r.trimmed for r in skipped):
+            _fail(1)
+        return
+    if s.json:
+        _emit_json(
+            {
+                "ok": report.ok,
+                "checked": report.checked,
+                "skipped": report.skipped,
+                "differences": [
+                    {"session": d.session, "view": d.view, "field": d.field, "problem": d.problem}
+                    for d in report.differences
+                ],
+            }
+        )
+    else:
+        for d in report.differences:
+            console.print(f"[red]✗[/] {markup_escape(str(d))}", soft_wrap=True)
+        n = len(report.checked)
+        if report.ok:
+            console.print(
+                f"[green]✓[/] {n} sessions: the live views equal the views rebuilt from the logs"
+            )
+        else:
+            bad = len({d.session for d in report.differences})
+            console.print(
+                f"[red]✗[/] {len(report.differences)} differences in {bad} of {n} sessions"
+            )
+        if report.skipped:
+            names = ", ".join(session_label(x) for x in report.skipped[:5])
+            console.print(f"skipped {len(report.skipped)} sessions with no known views ({names})")
+    if not report.ok:
+        _fail(1)
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+@app.command()
+def stats(
+    ctx: typer.Context,
+    session: Annotated[str | None, typer.Option("--session", help="Only this thread.")] = None,
+    actor: ActorOpt = None,
+    url: UrlOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Sessions, events and bytes per session (MEMORY USAGE), and server memory."""
+    from streamstate.audit import session_label
+
+    s = _settings(ctx, url, json_out)
+    with _audit(s) as audit:
+        report = audit.stats([_session(session, actor)] if session else None)
+    memory_keys = (
+        "used_memory",
+        "used_memory_human",
+        "used_memory_peak_human",
+        "used_memory_dataset",
+        "maxmemory_human",
+        "maxmemory_policy",
+        "mem_fragmentation_ratio",
+    )
+    memory = {k: report.memory[k] for k in memory_keys if k in report.memory}
+    shown = {k: v for k, v in memory.items() if k not in ("used_memory", "used_memory_dataset")}
+    if "used_memory_dataset" in memory:
+        shown["used_memory_dataset"] = _human_bytes(int(memory["used_memory_dataset"]))
+    if s.json:
+        _emit_json(
+            {
+                "sessions": [
+                    {"session": r.session, "events": r.events, "bytes": r.bytes, "keys": r.keys}
+                    for r in report.sessions
+                ],
+                "total": {
+                    "sessions": len(report.sessions),
+                    "events": report.events,
+                    "bytes": report.bytes,
+                },
+                "server_memory": memory,
+            }
+        )
+        return
+    console = _console()
+    table = Table(title=f"{len(report.sessions)} sessions", title_justify="left")
+    table.add_column("session")
+    table.add_column("events", justify="right")
+    table.add_column("bytes", justify="right")
+    table.add_column("largest keys")
+    for r in sorted(report.sessions, key=lambda r: -r.bytes):
+        top = sorted(r.keys.items(), key=lambda kv: -kv[1])[:3]
+        table.add_row(
+            markup_escape(session_label(r.session)),
+            str(r.events),
+            _human_bytes(r.bytes),
+            ", ".join(f"{k} {_human_bytes(v)}" for k, v in top),
+        )
+    table.add_section()
+    table.add_row("total", str(report.events), _human_bytes(report.bytes), "")
+    console.print(table)
+    console.print(
+        "server memory: " + ", ".join(f"{k.removesuffix('_human')} {v}" for k, v in shown.items()),
+        soft_wrap=True,
+    )
+
+
+@app.command()
+def server(
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir",
+            help="Data directory (default: $STREAMSTATE_DIR or ./.streamstate).",
+            show_default=False,
+        ),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", help="TCP port (default: a free one).")
+    ] = None,
+    stop: Annotated[
+        bool, typer.Option("--stop", help="Stop the server running for the directory.")
+    ] = False,
+) -> None:
+    """Run the embedded Valkey server in the foreground (Ctrl-C stops it cleanly)."""
+    from streamstate.server import EmbeddedServer, default_data_dir
+
+    path = (data_dir or default_data_dir()).absolute()
+    srv = EmbeddedServer(path, port=port)
+    if stop:
+        if not srv.attach():
+            print(f"no embedded server running for {path}")
+            return
+        srv.stop()
+        print(f"stopped the embedded server of {path}")
+        return
+    srv.start(daemonize=False)
+    if srv.reused:
+        print(f"already running: {srv.url} (pid {srv.pid}, data in {path})", flush=True)
+        return
+    print(f"{srv.url}", flush=True)
+    print(
+        f"embedded valkey-server (pid {srv.pid}, data in {path}); Ctrl-C stops it", file=sys.stderr
+    )
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        while srv.is_running():
+            time.sleep(0.5)
+        print(f"the server exited: {srv.log_tail(3)}", file=sys.stderr)
+        _fail(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        srv.stop()
+    print("stopped", file=sys.stderr)
+
+
+# -- entry point ------------------------------------------------------------------------------
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit code; errors become one line on stderr and code 2."""
+    command = typer.main.get_command(app)
+    try:
+        command.main(
+            args=list(argv) if argv is not None else sys.argv[1:],
+            prog_name="streamstate",
+            standalone_mode=True,
+        )
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except StreamstateError as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        sys.stderr.write(f"streamstate: error: {message}\n")
+        return 2
+    except BrokenPipeError:
+        # The reader went away (e.g. `streamstate tail ... | head`).
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        return 1
     return 0

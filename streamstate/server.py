@@ -154,6 +154,15 @@ class EmbeddedServer:
             return state
         return None
 
+    def attach(self) -> bool:
+        """Attach to the server already running for this directory; False if there is none."""
+        with self._locked():
+            state = self._running_state()
+        if state is None:
+            return False
+        self.port, self.pid, self.reused = int(state["port"]), int(state["pid"]), True
+        return True
+
     def start(self, timeout: float = 15.0, *, daemonize: bool = True) -> EmbeddedServer:
         """Start the server, or attach to the one already running for this directory."""
         with self._locked():

@@ -23,22 +23,22 @@ event, created last, lists them, so a reader that sees a head can always assembl
 
 Metadata (at most 15 keys; values escaped by :func:`meta_value`):
 
-=========  =================================================================
-``ss.seq`` our sequence (heads only): milliseconds * 1000 + 3 random digits,
-           strictly increasing per session within a process; entry ids are
-           ``"<seq>-<index>"`` so the log has a total order of its own.
-``ss.n``   number of streamstate events in the head (absent: 1).
-``ss.i0``  index of the first of them (absent: 0; set when ``trim`` rewrote it).
-``ss.k``   kind: ``log`` (appended through this API), ``cp``/``wr`` (saver
-           checkpoints and writes), ``px`` (a part), ``msg`` (a store message).
-``ss.of``  on parts: the ``ss.seq`` of their head.
-``ss.idem`` hash of the caller's idempotency key.
-=========  =================================================================
+* ``ss.seq``: our sequence (heads only), milliseconds * 1000 + 3 random digits,
+  strictly increasing per session within a process; entry ids are ``"<seq>-<index>"``,
+  so the log has a total order of its own.
+* ``ss.n``: number of streamstate events in the head (absent: 1); ``ss.i0``: index of
+  the first of them (absent: 0; set when ``trim`` rewrote the event).
+* ``ss.k``: kind, ``log`` (appended through this API), ``cp``/``wr`` (saver checkpoints
+  and writes), ``px`` (a part), ``msg`` (a store message).
+* ``ss.of``: on parts, the ``ss.seq`` of their head. ``ss.idem``: the caller's
+  idempotency key. ``ss.key``: on store messages, the store key.
 
 Ordering: reads sort by ``ss.seq`` on the client. Incremental reads (``tail``,
 consumer groups) page newest-first and stop at the first event they have already
 seen, so they rely on ListEvents listing newest first, as the service does in
-practice (the AWS SDK's ``get_last_k_turns`` relies on it too).
+practice (the AWS SDK's ``get_last_k_turns`` relies on it too); so does the saver's
+"latest checkpoint" read. Each process gives a session strictly increasing event
+timestamps (the ms of ``ss.seq``), so the service's order follows ours.
 
 Idempotency: every CreateEvent carries a ``clientToken``, so botocore's retries (and
 ours) never duplicate an event. An append with ``idempotency_key`` uses a token derived
@@ -51,6 +51,14 @@ Consumer groups keep their state (cursor, pending entries per consumer) in the
 log object's memory: AgentCore has no compare-and-set, so durable cross-process groups
 would need another store. A restarted consumer in the same process gets its pending
 entries again, as the contract requires; a new process starts its groups afresh.
+
+Errors: botocore's ``standard`` retries (and ours, see :class:`Runner`) cover
+throttling, 5xx and RetryableConflictException; whatever remains is raised as
+:class:`AgentCoreError` (keeping the service's code, status and message), connection
+failures as ``BackendUnavailable``. ListEvents answers a session without events with an
+empty list, so a ResourceNotFoundException on a read means the memory (or an event a
+checkpoint references) is missing and is raised as :class:`AgentCoreNotFound`, never
+read as "no checkpoint". Only deletes treat it as done (the event was already gone).
 
 Calls per operation: ``append`` 1 CreateEvent (+1 per extra 100 items); ``read``,
 ``length``, ``delete`` and ``trim`` list the whole session (ListEvents pages, then one
@@ -275,12 +283,6 @@ class Runner:
                 self._pool = ThreadPoolExecutor(self._max_workers, thread_name_prefix="agentcore")
             return self._pool
 
-    def close(self) -> None:
-        with self._pool_lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False)
-
 
 def translate(exc: Any, call: Call) -> AgentCoreError:
     """The one translation of a botocore ClientError into a streamstate error."""
@@ -458,7 +460,6 @@ class Stored:
     meta: dict[str, str]
     header: dict[str, Any]
     chunks: list[str]
-    timestamp: Any = None
 
     @property
     def kind(self) -> str | None:
@@ -503,7 +504,6 @@ def parse_event(raw: Mapping[str, Any]) -> Stored | None:
         meta,
         header,
         chunks,
-        raw.get("eventTimestamp"),
     )
 
 

@@ -61,12 +61,13 @@ import re
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from streamstate.errors import BackendError, BackendUnavailable, ConfigError
+from streamstate.errors import BackendError, BackendUnavailable, CodecError, ConfigError
 from streamstate.eventlog._drive import Emit, Flow, acomplete, adrive, complete, drive
 from streamstate.eventlog.codec import Codec
 from streamstate.eventlog.contract import AppendResult
@@ -267,6 +268,8 @@ class SyncRunner:
                 self._pool = concurrent.futures.ThreadPoolExecutor(
                     self.workers, thread_name_prefix="streamstate-bedrock"
                 )
+                # a saver dropped without close() must not leave idle threads behind
+                weakref.finalize(self, self._pool.shutdown, wait=False)
             return self._pool
 
     def __call__(self, step: Any) -> Any:
@@ -874,15 +877,9 @@ class BedrockLogCore:
     # ---------------------------------------------------------------- reading
 
     def get_step_flow(self, sid: str, invocation: str, step_id: str) -> Flow[dict[str, Any] | None]:
+        """One step with its payload, ``None`` if it does not exist."""
         try:
-            reply = yield ApiCall(
-                "get_invocation_step",
-                {
-                    "sessionIdentifier": sid,
-                    "invocationIdentifier": invocation,
-                    "invocationStepId": step_id,
-                },
-            )
+            reply = yield self.get_call(sid, invocation, step_id)
         except BedrockNotFound:
             return None
         return reply["invocationStep"]
@@ -957,8 +954,6 @@ class BedrockLogCore:
         try:
             raw = base64.b64decode("".join(data), validate=True)
         except (binascii.Error, ValueError) as exc:
-            from streamstate.errors import CodecError
-
             raise CodecError(
                 f"invalid base64 payload: {exc}", session=sid, entry_id=entry_id, stage="base64"
             ) from exc
@@ -1051,7 +1046,11 @@ class BedrockLogCore:
         while i < len(cands):
             if boundary is not None:
                 # past the count: only steps tied with the last accepted one can matter
-                batch = [s for s in cands[i:] if _summary_us(s) == boundary][:BATCH_SIZE]
+                batch = []
+                for s in cands[i : i + BATCH_SIZE]:
+                    if _summary_us(s) != boundary:
+                        break
+                    batch.append(s)
                 if not batch:
                     break
             else:
@@ -1305,6 +1304,12 @@ class BedrockLogCore:
 
 class BedrockEventLog:
     """The event-log contract over Bedrock sessions, synchronously.
+
+    Methods keep the semantics of :mod:`streamstate.eventlog.contract`, with the
+    limits the module docstring lists: an append of several events is written step by
+    step (a retry with the same key completes it), ``trim`` hides entries instead of
+    deleting them, ``tail`` polls every ``block_ms``, and consumer groups keep
+    deliveries in memory (acknowledgements are stored).
 
     Args:
         client: A boto3 ``bedrock-agent-runtime`` client. Use botocore's ``standard``

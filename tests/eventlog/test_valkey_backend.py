@@ -226,3 +226,22 @@ async def test_async_log_projects_and_rebuilds(valkey_url: str, sid: str) -> Non
     assert await client.hlen(keys.view("tasks")) == 10
     assert await log.rebuild(sid, target=Keyspace("ss-verify")) == 10
     await client.aclose()
+
+
+def test_dead_pending_entries_never_pin_a_consumer(
+    log: ValkeyEventLog, client: valkey.Valkey, sid: str
+) -> None:
+    log.append(sid, [make_event(1), make_event(2)])
+    keys = log.keyspace.session(sid)
+    log.ensure_group(sid, "g")
+    first = log.group_read(sid, "g", "c", count=10)
+    assert len(first) == 2
+    client.xdel(keys.log, first[0].id)  # deleted while pending
+    client.xadd(keys.log, {"foreign": "x"})  # undecodable, delivered then dropped
+    log.append(sid, [make_event(3)])
+    again = log.group_read(sid, "g", "c", count=10)
+    assert [e.event for e in again] == [make_event(2)]
+    log.ack(sid, "g", [e.id for e in again])
+    new = log.group_read(sid, "g", "c", count=10)
+    assert [e.event for e in new] == [make_event(3)]
+    assert client.xpending(keys.log, "g")["pending"] == 1  # only the live, unacked one

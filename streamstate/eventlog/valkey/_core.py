@@ -265,12 +265,26 @@ def read_entries(
     A foreign or corrupt entry raises :class:`CodecError` when ``strict``; otherwise it
     is skipped with a warning (what an audit tail wants).
     """
+    return read_entries_skipping(reply, codec, session, strict=strict)[0]
+
+
+def read_entries_skipping(
+    reply: Iterable[Any],
+    codec: Codec,
+    session: SessionName,
+    *,
+    strict: bool = True,
+) -> tuple[list[LogEntry], list[str]]:
+    """:func:`read_entries`, also returning the ids of entries that could not be read
+    (deleted while pending in a group, or undecodable when not ``strict``)."""
     out: list[LogEntry] = []
+    skipped: list[str] = []
     label = session if isinstance(session, str) else "/".join(session)
     for entry_id, raw_fields in reply or ():
         eid = text(entry_id)
         fields = _fields(raw_fields)
         if fields is None:  # deleted while pending in a consumer group
+            skipped.append(eid)
             continue
         payload = fields.get(EVENT_FIELD)
         try:
@@ -286,9 +300,10 @@ def read_entries(
             if strict:
                 raise
             logger.warning("skipping undecodable entry %s in session %r", eid, label)
+            skipped.append(eid)
             continue
         out.append(LogEntry(eid, event))
-    return out
+    return out, skipped
 
 
 def plan_last_id(keyspace: Keyspace, session: SessionName) -> Command:

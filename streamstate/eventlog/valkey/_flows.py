@@ -71,17 +71,29 @@ def group_read(
     block_ms: int | None,
     strict: bool = False,
 ) -> Flow[list[LogEntry]]:
-    """This consumer's pending entries first (redelivery after a restart), then new ones."""
-    reply = yield core.plan_group_read(
-        keyspace, session, group, consumer, pending=True, count=count, block_ms=None
-    )
-    items = core.stream_items(reply)
-    if not items:
+    """This consumer's pending entries first (redelivery after a restart), then new ones.
+
+    Entries that can never be delivered (deleted, or undecodable when not ``strict``)
+    are acknowledged on the spot, so they cannot pin the consumer to its pending list.
+    """
+    for pending in (True, False):
         reply = yield core.plan_group_read(
-            keyspace, session, group, consumer, pending=False, count=count, block_ms=block_ms
+            keyspace, session, group, consumer, pending=pending, count=count, block_ms=block_ms
         )
-        items = core.stream_items(reply)
-    return core.read_entries(items, codec, session, strict=strict)
+        entries, dead = core.read_entries_skipping(
+            core.stream_items(reply), codec, session, strict=strict
+        )
+        if dead:
+            yield core.plan_ack(keyspace, session, group, dead)
+        if entries:
+            return entries
+        if pending and dead:
+            # the dead ones may have hidden live pending entries behind them
+            return (yield from group_read(
+                keyspace, codec, session, group, consumer,
+                count=count, block_ms=block_ms, strict=strict,
+            ))  # fmt: skip
+    return []
 
 
 def sessions(keyspace: Keyspace) -> Flow[None]:

@@ -1,0 +1,1079 @@
+"""Audit and time travel over the logs: history, show, replay, fork, tail, rebuild, verify, stats.
+
+Every function is synchronous and takes a *target* first: a URL (``None``: the
+``STREAMSTATE_URL`` or the embedded server), a ``valkey.Valkey`` client, a
+:class:`~streamstate.ValkeySaver` (its prefix, codec and serde are used) or a
+:class:`ValkeyAudit`. A *thread* is a thread id (``actor_id=`` selects the AgentCore
+session ``("a", actor_id, thread_id)``) or a raw session tuple such as ``("t", "t-1")``.
+
+``replay`` never reads a projection: it folds the thread's log entries into a fresh
+in-memory state (:class:`ThreadFold`), so comparing it with ``get_tuple`` checks the
+views against the log. ``fork`` copies the log of a thread up to a checkpoint (plus that
+checkpoint's pending writes) into a new thread in one atomic append, so ``get_tuple``
+on the fork returns exactly the replayed state.
+
+Errors: an unknown session or checkpoint raises :class:`~streamstate.errors.NotFound`,
+an unreachable server :class:`~streamstate.errors.BackendUnavailable`, a fork onto an
+existing thread :class:`~streamstate.errors.ConflictError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import dataclasses
+import datetime
+import enum
+import math
+import socket
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import valkey
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import CheckpointTuple, writes_sort_key
+from langgraph.checkpoint.serde.base import SerializerProtocol
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+from streamstate.adapters._saver_core import SaverCore, Thread
+from streamstate.connection import client_from_url
+from streamstate.errors import ConfigError, ConflictError, NotFound, StreamstateError
+from streamstate.eventlog.codec import Codec
+from streamstate.eventlog.events import (
+    CheckpointPut,
+    Event,
+    ItemDeleted,
+    ItemPut,
+    LogEntry,
+    Typed,
+    WritesPut,
+)
+from streamstate.eventlog.keys import Keyspace, SessionName, session_parts
+from streamstate.eventlog.ops import Projection
+from streamstate.eventlog.valkey import RetryPolicy, ValkeyEventLog
+from streamstate.eventlog.valkey._core import Command, ScriptCall, plan_last_id, read_last_id
+from streamstate.eventlog.valkey.scripts import LuaScript
+from streamstate.projections.checkpoints import (
+    SPECIAL_CHANNELS,
+    CheckpointView,
+    cp_field,
+    version_token,
+)
+
+__all__ = [
+    "Difference",
+    "HistoryEntry",
+    "RebuildResult",
+    "SessionStats",
+    "Stats",
+    "ThreadFold",
+    "ValkeyAudit",
+    "VerifyReport",
+    "connect",
+    "describe_entry",
+    "describe_tuple",
+    "fork",
+    "history",
+    "jsonable",
+    "rebuild",
+    "replay",
+    "session_label",
+    "session_of",
+    "show",
+    "stats",
+    "tail",
+    "verify",
+]
+
+READ_PAGE = 500
+VERIFY_ATTEMPTS = 3
+# An operator's tool fails fast on a dead server instead of the savers' 10 s budget.
+CLI_RETRY = RetryPolicy(attempts=3, budget=3.0, max_wait=0.5)
+
+
+# -- results -------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class HistoryEntry:
+    """One checkpoint of a thread, as its log records it."""
+
+    entry_id: str
+    """Id of the log entry that saved the checkpoint."""
+    ns: str
+    checkpoint_id: str
+    parent_id: str | None
+    step: int | None
+    source: str | None
+    writes: dict[str, list[str]]
+    """Node -> channels it wrote: the tasks run from the parent that produced this one."""
+    created_at: float
+
+
+@dataclasses.dataclass(frozen=True)
+class RebuildResult:
+    """What rebuilding one session did."""
+
+    session: tuple[str, ...]
+    entries: int
+    """Log entries replayed into the views (0 when skipped)."""
+    skipped: str | None = None
+    """Why the session was left alone (no known views, a trimmed log), else ``None``."""
+    trimmed: bool = False
+    """The log was trimmed: rebuilding would have dropped state the views still hold."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Difference:
+    """One way a live view differs from the view rebuilt from the log."""
+
+    session: tuple[str, ...]
+    view: str
+    field: str | None
+    """The hash field or sorted-set member, ``None`` when the whole key differs."""
+    problem: str
+
+    def __str__(self) -> str:
+        where = f"{session_label(self.session)} {self.view}"
+        if self.field is not None:
+            where += f" [{self.field}]"
+        return f"{where}: {self.problem}"
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifyReport:
+    """The outcome of :func:`verify`."""
+
+    checked: list[tuple[str, ...]]
+    differences: list[Difference]
+    skipped: list[tuple[str, ...]]
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionStats:
+    """Size of one session: log length and server memory of each of its keys."""
+
+    session: tuple[str, ...]
+    events: int
+    bytes: int
+    keys: dict[str, int]
+    """View name (``log``, ``idem``, ``cps``...) -> bytes (``MEMORY USAGE``)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Stats:
+    """The outcome of :func:`stats`."""
+
+    sessions: list[SessionStats]
+    memory: dict[str, Any]
+    """The server's ``INFO memory`` section."""
+
+    @property
+    def events(self) -> int:
+        return sum(s.events for s in self.sessions)
+
+    @property
+    def bytes(self) -> int:
+        return sum(s.bytes for s in self.sessions)
+
+
+# -- sessions --------------------------------------------------------------------------
+
+
+def session_of(thread: SessionName, actor_id: str | None = None) -> tuple[str, ...]:
+    """The log session a thread id (or raw session tuple) names."""
+    if isinstance(thread, str):
+        return Thread(thread, actor_id).session
+    if actor_id is not None:
+        raise ConfigError("actor_id goes with a thread id, not with a session tuple")
+    return session_parts(thread)
+
+
+def thread_of(thread: SessionName, actor_id: str | None = None) -> Thread:
+    """The LangGraph thread behind a session; other sessions (stores) raise ConfigError."""
+    found = Thread.from_session(session_of(thread, actor_id))
+    if found is None:
+        raise ConfigError(f"session {session_label(session_of(thread))} is not a thread")
+    return found
+
+
+def session_label(session: Sequence[str]) -> str:
+    """A session for people: ``t/thread-1``, ``a/actor/thread-1``, ``store/default``."""
+    return "/".join(session)
+
+
+# -- the in-memory fold ------------------------------------------------------------------
+
+
+class ThreadFold:
+    """A thread's checkpoints rebuilt in memory from its log entries alone.
+
+    The rules are stated here a second time, apart from the views' ops and Lua, so that
+    comparing a replay with ``get_tuple`` checks the views instead of repeating them:
+    the last put of a checkpoint wins, a channel value is kept once per version (the
+    first), a task's ordinary write is kept first-come while its special writes (error,
+    interrupt, resume, scheduled) are replaced, the newest checkpoint of a namespace is
+    its greatest id.
+    """
+
+    def __init__(self, thread: Thread) -> None:
+        self.thread = thread
+        self.entries: list[LogEntry] = []
+        self.checkpoints: dict[tuple[str, str], tuple[str, CheckpointPut]] = {}
+        self.blobs: dict[tuple[str, str, str], Typed] = {}
+        self.writes: dict[tuple[str, str], dict[tuple[str, int], tuple[str, str, Typed]]] = {}
+        self.latest: dict[str, str] = {}
+
+    def apply(self, entry: LogEntry) -> None:
+        """Fold one more entry (entries must come in log order)."""
+        self.entries.append(entry)
+        match entry.event:
+            case CheckpointPut() as cp:
+                self.checkpoints[(cp.ns, cp.checkpoint_id)] = (entry.id, cp)
+                for b in cp.blobs:
+                    self.blobs.setdefault((cp.ns, b.channel, version_token(b.version)), b.value)
+                if cp.checkpoint_id > self.latest.get(cp.ns, ""):
+                    self.latest[cp.ns] = cp.checkpoint_id
+            case WritesPut() as wr:
+                task = self.writes.setdefault((wr.ns, wr.checkpoint_id), {})
+                for w in wr.writes:
+                    row = (wr.task_path, w.channel, w.value)
+                    if w.channel in SPECIAL_CHANNELS:
+                        task[(wr.task_id, w.idx)] = row
+                    else:
+                        task.setdefault((wr.task_id, w.idx), row)
+            case ItemPut() | ItemDeleted():
+                pass
+
+    def resolve(self, checkpoint_id: str | None, ns: str = "") -> str | None:
+        """The checkpoint id meant (``None``: the namespace's newest), if the log has it."""
+        cid = checkpoint_id or self.latest.get(ns)
+        return cid if cid is not None and (ns, cid) in self.checkpoints else None
+
+    def tuple(self, ns: str, checkpoint_id: str, serde: SerializerProtocol) -> CheckpointTuple:
+        """The checkpoint as ``get_tuple`` returns it, decoded with ``serde``."""
+        _entry_id, cp = self.checkpoints[(ns, checkpoint_id)]
+        checkpoint = serde.loads_typed(cp.checkpoint)
+        values: dict[str, Any] = {}
+        for channel, version in cp.versions:
+            typed = self.blobs.get((ns, channel, version_token(version)))
+            if typed is not None and typed[0] != "empty":
+                values[channel] = serde.loads_typed(typed)
+        checkpoint["channel_values"] = values
+        rows = [
+            (writes_sort_key(path, task_id, idx), task_id, channel, typed)
+            for (task_id, idx), (path, channel, typed) in self.writes.get(
+                (ns, checkpoint_id), {}
+            ).items()
+        ]
+        rows.sort(key=lambda r: r[0])
+        return CheckpointTuple(
+            config=self.thread.config(ns, checkpoint_id),
+            checkpoint=checkpoint,
+            metadata=serde.loads_typed(cp.metadata),
+            parent_config=self.thread.config(ns, cp.parent_id) if cp.parent_id else None,
+            pending_writes=[(t, c, serde.loads_typed(v)) for _, t, c, v in rows],
+        )
+
+    def history(self, serde: SerializerProtocol) -> list[HistoryEntry]:
+        """Every checkpoint, newest first (log order reversed)."""
+        out = []
+        for entry_id, cp in self.checkpoints.values():
+            meta = serde.loads_typed(cp.metadata) or {}
+            produced: dict[str, list[str]] = {}
+            if cp.parent_id is not None:
+                for (task_id, _idx), (path, channel, _v) in sorted(
+                    self.writes.get((cp.ns, cp.parent_id), {}).items()
+                ):
+                    produced.setdefault(node_of(path, task_id), []).append(channel)
+            step = meta.get("step")
+            out.append(
+                HistoryEntry(
+                    entry_id=entry_id,
+                    ns=cp.ns,
+                    checkpoint_id=cp.checkpoint_id,
+                    parent_id=cp.parent_id,
+                    step=step if isinstance(step, int) else None,
+                    source=meta.get("source"),
+                    writes=produced,
+                    created_at=cp.created_at,
+                )
+            )
+        out.sort(key=lambda h: _id_key(h.entry_id), reverse=True)
+        return out
+
+    def fork_events(self, ns: str, checkpoint_id: str) -> list[Event]:
+        """The log up to the checkpoint, then the checkpoint's own pending writes."""
+        entry_id, _cp = self.checkpoints[(ns, checkpoint_id)]
+        cut = _id_key(entry_id)
+        mine = (ns, checkpoint_id)
+        return [
+            e.event
+            for e in self.entries
+            if _id_key(e.id) <= cut
+            or (isinstance(e.event, WritesPut) and (e.event.ns, e.event.checkpoint_id) == mine)
+        ]
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def node_of(task_path: str, task_id: str) -> str:
+    """The node a task ran (LangGraph paths read ``~__pregel_pull, <node>``)."""
+    kind, _, rest = task_path.partition(", ")
+    if kind == "~__pregel_pull" and rest:
+        return rest
+    if task_id == "00000000-0000-0000-0000-000000000000":
+        return "(input)"
+    return task_path or task_id[:8]
+
+
+# -- JSON-able views ---------------------------------------------------------------------
+
+
+def jsonable(value: Any) -> Any:
+    """A JSON-serialisable rendering of a decoded value (messages become dicts)."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, (bytes, bytearray)):
+        return {"$bytes": base64.b64encode(bytes(value)).decode()}
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
+        return [jsonable(v) for v in items]
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return jsonable(value.value)
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):  # pydantic models, LangChain messages among them
+        return jsonable(dump())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if hasattr(value, "__dict__"):
+        return {"$type": type(value).__name__, **jsonable(vars(value))}
+    return repr(value)
+
+
+def describe_tuple(tup: CheckpointTuple) -> dict[str, Any]:
+    """A checkpoint tuple as one JSON-able dict (what ``show``/``replay --json`` print)."""
+    conf = tup.config["configurable"]
+    body = {k: v for k, v in tup.checkpoint.items() if k != "channel_values"}
+    parent = (tup.parent_config or {}).get("configurable", {}).get("checkpoint_id")
+    out: dict[str, Any] = {"thread_id": conf["thread_id"]}
+    if "actor_id" in conf:
+        out["actor_id"] = conf["actor_id"]
+    out |= {
+        "checkpoint_ns": conf.get("checkpoint_ns", ""),
+        "checkpoint_id": conf["checkpoint_id"],
+        "parent_checkpoint_id": parent,
+        "metadata": jsonable(tup.metadata),
+        "channel_values": jsonable(tup.checkpoint.get("channel_values", {})),
+        "pending_writes": [
+            {"task_id": t, "channel": c, "value": jsonable(v)}
+            for t, c, v in tup.pending_writes or []
+        ],
+        "checkpoint": jsonable(body),
+    }
+    return out
+
+
+def describe_entry(
+    entry: LogEntry,
+    serde: SerializerProtocol,
+    session: Sequence[str] = (),
+    *,
+    render: Callable[[Any], Any] = jsonable,
+) -> dict[str, Any]:
+    """A log entry as one dict (what ``tail --json`` prints per line).
+
+    Args:
+        render: Applied to each decoded write value; the default makes it JSON-able,
+            ``lambda v: v`` keeps the objects.
+    """
+    head: dict[str, Any] = {"id": entry.id}
+    if session:
+        head["session"] = list(session)
+    match entry.event:
+        case CheckpointPut() as cp:
+            meta = serde.loads_typed(cp.metadata) or {}
+            return head | {
+                "type": "checkpoint",
+                "ns": cp.ns,
+                "checkpoint_id": cp.checkpoint_id,
+                "parent_id": cp.parent_id,
+                "step": meta.get("step"),
+                "source": meta.get("source"),
+                "run_id": cp.run_id,
+                "channels": [b.channel for b in cp.blobs],
+                "created_at": cp.created_at,
+            }
+        case WritesPut() as wr:
+            return head | {
+                "type": "writes",
+                "ns": wr.ns,
+                "checkpoint_id": wr.checkpoint_id,
+                "task_id": wr.task_id,
+                "node": node_of(wr.task_path, wr.task_id),
+                "writes": [
+                    {
+                        "idx": w.idx,
+                        "channel": w.channel,
+                        "value": render(serde.loads_typed(w.value)),
+                    }
+                    for w in wr.writes
+                ],
+                "created_at": wr.created_at,
+            }
+        case ItemPut() as ip:
+            return head | {
+                "type": "item_put",
+                "namespace": list(ip.namespace),
+                "key": ip.key,
+                "bytes": len(ip.value),
+                "updated_at": ip.updated_at,
+            }
+        case ItemDeleted() as idel:
+            return head | {
+                "type": "item_deleted",
+                "namespace": list(idel.namespace),
+                "key": idel.key,
+                "deleted_at": idel.deleted_at,
+            }
+    raise AssertionError(f"unknown event {entry.event!r}")  # pragma: no cover
+
+
+# -- server-side helpers --------------------------------------------------------------------
+
+# KEYS: a session's keys, its log first. Reply: {XLEN, entries ever added (-1: no log),
+# MEMORY USAGE of each key (0: missing)}; one round trip per session.
+SESSION_INFO = LuaScript(
+    "session_info",
+    r"""
+local out = {0, -1}
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  out[1] = redis.call('XLEN', KEYS[1])
+  local info = redis.call('XINFO', 'STREAM', KEYS[1])
+  for i = 1, #info, 2 do
+    if info[i] == 'entries-added' then out[2] = info[i + 1] end
+  end
+end
+for i, k in ipairs(KEYS) do out[2 + i] = redis.call('MEMORY', 'USAGE', k) or 0 end
+return out
+""",
+)
+
+
+def projections_for(session: Sequence[str], codec: Codec) -> list[Projection]:
+    """The views a session of this kind keeps; ``[]`` for kinds this tool does not know."""
+    kind = session[0] if session else ""
+    if Thread.from_session(session) is not None:
+        return [CheckpointView(codec)]
+    if kind == "store" and len(session) == 2:
+        from streamstate.projections.items import ItemsProjection
+
+        return [ItemsProjection()]
+    return []
+
+
+# -- the audit handle ----------------------------------------------------------------------
+
+
+class ValkeyAudit:
+    """The audit operations over one Valkey deployment (one client, one key prefix).
+
+    Args:
+        client: A ``valkey.Valkey`` client created with ``decode_responses=False``.
+        prefix: Key prefix of the deployment (the savers' ``prefix``).
+        codec: Codec of stored entries (needed when the savers use a cipher).
+        serde: Serializer of channel values (the savers' ``serde``).
+        retry: Retry budget for connection errors.
+    """
+
+    def __init__(
+        self,
+        client: valkey.Valkey,
+        *,
+        prefix: str = "ss",
+        codec: Codec | None = None,
+        serde: SerializerProtocol | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.client = client
+        self.codec = codec or Codec()
+        self.serde: SerializerProtocol = serde or JsonPlusSerializer()
+        self.retry = retry
+        self.view = CheckpointView(self.codec)
+        self.log = ValkeyEventLog(
+            client,
+            keyspace=Keyspace(prefix),
+            codec=self.codec,
+            projections=[self.view],
+            retry=retry,
+        )
+        self._cores = {
+            actors: SaverCore(self.log, self.view, ttl=None, actors=actors)
+            for actors in (False, True)
+        }
+
+    @property
+    def keyspace(self) -> Keyspace:
+        return self.log.keyspace
+
+    @classmethod
+    def from_saver(cls, saver: Any) -> ValkeyAudit:
+        """An audit handle sharing a sync saver's client, prefix, codec and serde."""
+        log = getattr(saver, "log", None)
+        if not isinstance(log, ValkeyEventLog):
+            raise ConfigError(
+                f"{type(saver).__name__} is not a sync Valkey saver; pass a ValkeySaver, "
+                "a valkey.Valkey client or a URL"
+            )
+        return cls(
+            log.client,
+            prefix=log.keyspace.prefix,
+            codec=log.codec,
+            serde=saver.serde,
+            retry=log.executor.retry,
+        )
+
+    # reading threads ---------------------------------------------------------------------
+
+    def _require(self, session: tuple[str, ...]) -> int:
+        n = self.log.length(session)
+        if n == 0:
+            raise NotFound(f"session {session_label(session)} not found (no log entries)")
+        return n
+
+    def entries(self, session: SessionName, after: str | None = None) -> Iterator[LogEntry]:
+        """Every entry of a session after ``after`` (``None``: from the start), in pages."""
+        start = "-" if after is None else "(" + after
+        while True:
+            page = self.log.read(session, start, None, count=READ_PAGE)
+            yield from page
+            if len(page) < READ_PAGE:
+                return
+            start = "(" + page[-1].id
+
+    def fold(self, thread: SessionName, actor_id: str | None = None) -> ThreadFold:
+        """The thread's log folded in memory (NotFound for an empty or missing log)."""
+        found = thread_of(thread, actor_id)
+        self._require(found.session)
+        folded = ThreadFold(found)
+        for entry in self.entries(found.session):
+            folded.apply(entry)
+        return folded
+
+    def history(
+        self,
+        thread: SessionName,
+        *,
+        actor_id: str | None = None,
+        ns: str | None = None,
+        limit: int | None = None,
+    ) -> list[HistoryEntry]:
+        """The thread's checkpoints newest first, from its log (``ns``: one namespace)."""
+        rows = self.fold(thread, actor_id).history(self.serde)
+        if ns is not None:
+            rows = [r for r in rows if r.ns == ns]
+        return rows if limit is None else rows[: max(0, limit)]
+
+    def show(
+        self,
+        thread: SessionName,
+        checkpoint_id: str | None = None,
+        *,
+        actor_id: str | None = None,
+        ns: str = "",
+    ) -> CheckpointTuple:
+        """The live state (the views, as ``get_tuple`` reads them) at a checkpoint."""
+        found = thread_of(thread, actor_id)
+        core = self._cores[found.actor_id is not None]
+        # An empty checkpoint id asks the view for the namespace's newest checkpoint.
+        config = found.config(ns, checkpoint_id or "")
+        _thread, _ns, call = core.plan_get_tuple(config)
+        tup = core.read_tuple(found, self.log.run(call), self.serde)
+        if tup is None:
+            self._require(found.session)
+            raise NotFound(_missing(found, checkpoint_id, ns))
+        return tup
+
+    def replay(
+        self,
+        thread: SessionName,
+        checkpoint_id: str | None = None,
+        *,
+        actor_id: str | None = None,
+        ns: str = "",
+    ) -> CheckpointTuple:
+        """The state at a checkpoint rebuilt from the log alone (no view is read)."""
+        folded = self.fold(thread, actor_id)
+        cid = folded.resolve(checkpoint_id, ns)
+        if cid is None:
+            raise NotFound(_missing(folded.thread, checkpoint_id, ns))
+        return folded.tuple(ns, cid, self.serde)
+
+    def fork(
+        self,
+        thread: SessionName,
+        checkpoint_id: str | None,
+        new_thread: str,
+        *,
+        actor_id: str | None = None,
+        ns: str = "",
+    ) -> RunnableConfig:
+        """Start ``new_thread`` at a checkpoint of ``thread``; returns the fork's config.
+
+        The fork receives the source log up to that checkpoint and the checkpoint's
+        pending writes, in one atomic append: ``get_tuple`` on it returns what
+        :meth:`replay` returns for the source (with the new thread id), and its history
+        keeps the parent links. A retried fork is a no-op.
+
+        Raises:
+            NotFound: The source thread or the checkpoint does not exist.
+            ConflictError: ``new_thread`` already has a log.
+        """
+        folded = self.fold(thread, actor_id)
+        cid = folded.resolve(checkpoint_id, ns)
+        if cid is None:
+            raise NotFound(_missing(folded.thread, checkpoint_id, ns))
+        target = Thread(new_thread, folded.thread.actor_id)
+        if target.session == folded.thread.session:
+            raise ConflictError("a fork needs a new thread id, not the source's")
+        if self.log.length(target.session):
+            raise ConflictError(f"thread {session_label(target.session)} already exists")
+        keys = self.keyspace.session(target.session)
+        core = self._cores[target.actor_id is not None]
+        guard = (keys.view("cps"), cp_field(ns, cid))
+        events = folded.fork_events(ns, cid)
+        runs = sorted({e.run_id for e in events if isinstance(e, CheckpointPut) and e.run_id})
+        extra = [op for run in runs for op in core.registry_ops(target, run)]
+        # One append: the fork exists whole or not at all; the guard makes a retry a no-op.
+        self.log.append(
+            target.session, events, guard=guard, extra_ops=extra or core.registry_ops(target, None)
+        )
+        return target.config(ns, cid)
+
+    # tailing ------------------------------------------------------------------------------
+
+    def tail(
+        self,
+        thread: SessionName,
+        *,
+        actor_id: str | None = None,
+        follow: bool = False,
+        from_id: str | None = "0-0",
+        group: str | None = None,
+        consumer: str | None = None,
+        block_ms: int = 1000,
+        idle_timeout: float | None = None,
+    ) -> Iterator[LogEntry]:
+        """The session's entries after ``from_id`` (``None``: only new ones), oldest first.
+
+        Without ``follow`` the iterator ends at the current end of the log (and an
+        empty session raises NotFound); with it, it waits for new entries (ending after
+        ``idle_timeout`` seconds without one, ``None``: never). With ``group``, it reads
+        as consumer ``consumer`` (default: the host name) of that consumer group, created
+        at ``from_id`` if missing: the consumer's unacknowledged entries come first, and
+        an entry is acknowledged once the caller asks for the next one, so a consumer
+        killed mid-stream gets every unacknowledged entry again (at least once).
+        """
+        session = session_of(thread, actor_id)
+        if not follow:
+            self._require(session)
+        if group is not None:
+            return self._group_tail(
+                session,
+                group,
+                consumer or socket.gethostname(),
+                follow=follow,
+                start_id=from_id or "$",
+                block_ms=block_ms,
+                idle_timeout=idle_timeout,
+            )
+        if follow:
+            return self.log.tail(
+                session,
+                None if from_id == "$" else from_id,
+                block_ms=block_ms,
+                idle_timeout=idle_timeout,
+                strict=True,
+            )
+        after = None if from_id in ("0", "0-0") else from_id
+        if from_id == "$":
+            return iter(())
+        return self.entries(session, after)
+
+    def _group_tail(
+        self,
+        session: tuple[str, ...],
+        group: str,
+        consumer: str,
+        *,
+        follow: bool,
+        start_id: str,
+        block_ms: int,
+        idle_timeout: float | None,
+    ) -> Iterator[LogEntry]:
+        self.log.ensure_group(session, group, start_id)
+        max_idle = None if idle_timeout is None else max(1, round(idle_timeout * 1000 / block_ms))
+        idle = 0
+        done: list[str] = []
+        try:
+            while max_idle is None or idle < max_idle:
+                if done:
+                    self.log.ack(session, group, done)
+                    done = []
+                batch = self.log.group_read(
+                    session, group, consumer, block_ms=block_ms if follow else None, strict=True
+                )
+                if not batch:
+                    if not follow:
+                        return
+                    idle += 1
+                    continue
+                idle = 0
+                for entry in batch:
+                    yield entry
+                    # The caller asked for more: it is done with this entry.
+                    done.append(entry.id)
+        finally:
+            # Only what the caller finished with; the entry in its hands stays pending.
+            # A failed ack here only means redelivery (at least once), and raising
+            # while the generator closes would hide why it closed.
+            if done:
+                with contextlib.suppress(StreamstateError):
+                    self.log.ack(session, group, done)
+
+    # projections ----------------------------------------------------------------------------
+
+    def sessions(self) -> list[tuple[str, ...]]:
+        """Every registered session."""
+        return sorted(self.log.sessions())
+
+    def _log_for(self, session: tuple[str, ...]) -> ValkeyEventLog | None:
+        projections = projections_for(session, self.codec)
+        if not projections:
+            return None
+        if isinstance(projections[0], CheckpointView):
+            return self.log
+        return ValkeyEventLog(
+            self.client,
+            keyspace=self.keyspace,
+            codec=self.codec,
+            projections=projections,
+            retry=self.retry,
+        )
+
+    def _targets(self, sessions: Iterable[SessionName] | None) -> list[tuple[str, ...]]:
+        if sessions is None:
+            return self.sessions()
+        out = [session_of(s) for s in sessions]
+        for s in out:
+            self._require(s)
+        return out
+
+    def _info(self, log: ValkeyEventLog, session: tuple[str, ...]) -> tuple[int, int, list[int]]:
+        keys = self._key_names(log, session)
+        reply = log.run(ScriptCall(SESSION_INFO, [k for _, k in keys], []))
+        return int(reply[0]), int(reply[1]), [int(x) for x in reply[2:]]
+
+    def _key_names(self, log: ValkeyEventLog, session: tuple[str, ...]) -> list[tuple[str, str]]:
+        sk = self.keyspace.session(session)
+        names = [("log", sk.log), ("idem", sk.idem)]
+        for p in log.projections:
+            names += [(k.rsplit(":", 1)[-1], k) for k in p.view_keys(sk)]
+        return names
+
+    def rebuild(
+        self,
+        sessions: Iterable[SessionName] | None = None,
+        *,
+        progress: Callable[[RebuildResult], None] | None = None,
+    ) -> list[RebuildResult]:
+        """Rebuild the live views of each session (default: all registered) from its log.
+
+        ``sessions`` holds thread ids or session tuples. A session whose log was trimmed
+        is left alone (rebuilding would drop what only its views still hold) and
+        reported with ``trimmed=True``; so is a session of a kind without known views.
+        """
+        results = []
+        for session in self._targets(sessions):
+            log = self._log_for(session)
+            if log is None:
+                result = RebuildResult(session, 0, "no known views for this kind of session")
+            else:
+                length, added, _ = self._info(log, session)
+                if added > length:
+                    reason = f"the log was trimmed ({length} of {added} entries left)"
+                    result = RebuildResult(session, 0, reason, trimmed=True)
+                else:
+                    result = RebuildResult(session, log.rebuild(session))
+            results.append(result)
+            if progress is not None:
+                progress(result)
+        return results
+
+    def verify(
+        self,
+        sessions: Iterable[SessionName] | None = None,
+        *,
+        progress: Callable[[tuple[str, ...], list[Difference]], None] | None = None,
+    ) -> VerifyReport:
+        """Rebuild each session's views into a shadow keyspace and compare with the live ones.
+
+        ``sessions`` holds thread ids or session tuples (default: all registered). The
+        shadow keyspace is ``<prefix>-verify`` (same hash tags, so the same shard); its
+        keys are deleted afterwards. A session appended to while it is compared is
+        compared again, up to three times.
+        """
+        shadow = Keyspace(f"{self.keyspace.prefix}-verify")
+        checked, skipped, differences = [], [], []
+        for session in self._targets(sessions):
+            log = self._log_for(session)
+            if log is None:
+                skipped.append(session)
+                continue
+            found = self._verify_one(log, session, shadow)
+            checked.append(session)
+            differences += found
+            if progress is not None:
+                progress(session, found)
+        return VerifyReport(checked, differences, skipped)
+
+    def _verify_one(
+        self, log: ValkeyEventLog, session: tuple[str, ...], shadow: Keyspace
+    ) -> list[Difference]:
+        live_keys = [
+            k for p in log.projections for k in p.view_keys(self.keyspace.session(session))
+        ]
+        shadow_keys = [k for p in log.projections for k in p.view_keys(shadow.session(session))]
+        found: list[Difference] = []
+        try:
+            for _ in range(VERIFY_ATTEMPTS):
+                before = read_last_id(log.run(plan_last_id(self.keyspace, session)))
+                log.rebuild(session, target=shadow)
+                live = log.snapshot(live_keys)
+                after = read_last_id(log.run(plan_last_id(self.keyspace, session)))
+                rebuilt = log.snapshot(shadow_keys)
+                found = [
+                    d
+                    for lk, sk in zip(live_keys, shadow_keys)
+                    for d in diff_view(session, lk.rsplit(":", 1)[-1], live[lk], rebuilt[sk])
+                ]
+                if before == after:
+                    break
+        finally:
+            log.run(Command(("DEL", *shadow_keys)))
+        return found
+
+    def stats(self, sessions: Iterable[SessionName] | None = None) -> Stats:
+        """Events and bytes per session, and the server's memory report."""
+        rows = []
+        for session in self._targets(sessions):
+            log = self._log_for(session) or ValkeyEventLog(
+                self.client, keyspace=self.keyspace, codec=self.codec, retry=self.retry
+            )
+            names = self._key_names(log, session)
+            length, _added, sizes = self._info(log, session)
+            keys = {name: size for (name, _k), size in zip(names, sizes) if size}
+            rows.append(SessionStats(session, length, sum(keys.values()), keys))
+        memory = self.log.run(Command(("INFO", "memory")))
+        return Stats(rows, {str(k): v for k, v in dict(memory).items()})
+
+
+def _missing(thread: Thread, checkpoint_id: str | None, ns: str) -> str:
+    where = session_label(thread.session) + (f" (ns {ns!r})" if ns else "")
+    if checkpoint_id:
+        return f"checkpoint {checkpoint_id} not found in {where}"
+    return f"no checkpoint in {where}"
+
+
+def _show(raw: Any) -> str:
+    if isinstance(raw, (bytes, bytearray)):
+        return bytes(raw).decode("utf-8", "backslashreplace")
+    return str(raw)
+
+
+def diff_view(
+    session: tuple[str, ...],
+    view: str,
+    live: tuple[str, Any],
+    rebuilt: tuple[str, Any],
+) -> list[Difference]:
+    """Every difference between a live view and the same view rebuilt from the log."""
+    (live_kind, live_value), (log_kind, log_value) = live, rebuilt
+    if live_kind != log_kind:
+        return [
+            Difference(
+                session, view, None, f"the live view is a {live_kind}, the log gives a {log_kind}"
+            )
+        ]
+    if live_kind in ("hash", "zset"):
+        a, b = dict(live_value), dict(log_value)
+        out = []
+        for field in sorted(a.keys() | b.keys()):
+            name = _show(field)
+            if field not in a:
+                out.append(Difference(session, view, name, "missing from the live view"))
+            elif field not in b:
+                out.append(Difference(session, view, name, "in the live view but not in the log"))
+            elif a[field] != b[field]:
+                out.append(Difference(session, view, name, "differs from the log"))
+        return out
+    if live_value != log_value:
+        return [Difference(session, view, None, "differs from the log")]
+    return []
+
+
+# -- targets and module functions ------------------------------------------------------------
+
+Target = Any
+"""A URL or ``None``, a ``valkey.Valkey``, a sync Valkey saver, or a :class:`ValkeyAudit`."""
+
+
+@contextlib.contextmanager
+def connect(target: Target = None, *, prefix: str = "ss") -> Iterator[ValkeyAudit]:
+    """An audit handle for a target; a client this opens is closed on exit.
+
+    Args:
+        target: A URL (``None``: ``STREAMSTATE_URL`` or the embedded server), a
+            ``valkey.Valkey`` (or ``ValkeyCluster``), a sync Valkey saver, or a
+            :class:`ValkeyAudit`.
+        prefix: Key prefix, for URL and client targets.
+    """
+    if isinstance(target, ValkeyAudit):
+        yield target
+    elif target is None or isinstance(target, str):
+        client = client_from_url(target, socket_connect_timeout=5)
+        try:
+            yield ValkeyAudit(client, prefix=prefix, retry=CLI_RETRY)
+        finally:
+            client.close()
+    elif isinstance(target, (valkey.Valkey, valkey.ValkeyCluster)):
+        yield ValkeyAudit(target, prefix=prefix)
+    else:
+        yield ValkeyAudit.from_saver(target)
+
+
+def history(
+    target: Target,
+    thread: SessionName,
+    *,
+    actor_id: str | None = None,
+    ns: str | None = None,
+    limit: int | None = None,
+) -> list[HistoryEntry]:
+    """A thread's checkpoints, newest first, read from its log. See :meth:`ValkeyAudit.history`."""
+    with connect(target) as audit:
+        return audit.history(thread, actor_id=actor_id, ns=ns, limit=limit)
+
+
+def show(
+    target: Target,
+    thread: SessionName,
+    checkpoint_id: str | None = None,
+    *,
+    actor_id: str | None = None,
+    ns: str = "",
+) -> CheckpointTuple:
+    """The live state at a checkpoint (``None``: the newest). See :meth:`ValkeyAudit.show`."""
+    with connect(target) as audit:
+        return audit.show(thread, checkpoint_id, actor_id=actor_id, ns=ns)
+
+
+def replay(
+    target: Target,
+    thread: SessionName,
+    checkpoint_id: str | None = None,
+    *,
+    actor_id: str | None = None,
+    ns: str = "",
+) -> CheckpointTuple:
+    """The state at a checkpoint rebuilt from the log alone. See :meth:`ValkeyAudit.replay`."""
+    with connect(target) as audit:
+        return audit.replay(thread, checkpoint_id, actor_id=actor_id, ns=ns)
+
+
+def fork(
+    target: Target,
+    thread: SessionName,
+    checkpoint_id: str | None,
+    new_thread: str,
+    *,
+    actor_id: str | None = None,
+    ns: str = "",
+) -> RunnableConfig:
+    """Start a new thread at a checkpoint; returns its config. See :meth:`ValkeyAudit.fork`."""
+    with connect(target) as audit:
+        return audit.fork(thread, checkpoint_id, new_thread, actor_id=actor_id, ns=ns)
+
+
+def tail(
+    target: Target,
+    thread: SessionName,
+    *,
+    actor_id: str | None = None,
+    follow: bool = False,
+    from_id: str | None = "0-0",
+    group: str | None = None,
+    consumer: str | None = None,
+    block_ms: int = 1000,
+    idle_timeout: float | None = None,
+) -> Iterator[LogEntry]:
+    """A session's entries as they happen. See :meth:`ValkeyAudit.tail`.
+
+    The connection stays open while the iterator is in use; close the iterator (or
+    exhaust it) to release it.
+    """
+    with connect(target) as audit:
+        yield from audit.tail(
+            thread,
+            actor_id=actor_id,
+            follow=follow,
+            from_id=from_id,
+            group=group,
+            consumer=consumer,
+            block_ms=block_ms,
+            idle_timeout=idle_timeout,
+        )
+
+
+def rebuild(
+    target: Target,
+    sessions: Iterable[SessionName] | None = None,
+    *,
+    progress: Callable[[RebuildResult], None] | None = None,
+) -> list[RebuildResult]:
+    """Rebuild live views from the logs. See :meth:`ValkeyAudit.rebuild`."""
+    with connect(target) as audit:
+        return audit.rebuild(sessions, progress=progress)
+
+
+def verify(
+    target: Target,
+    sessions: Iterable[SessionName] | None = None,
+    *,
+    progress: Callable[[tuple[str, ...], list[Difference]], None] | None = None,
+) -> VerifyReport:
+    """Compare live views with views rebuilt from the logs. See :meth:`ValkeyAudit.verify`."""
+    with connect(target) as audit:
+        return audit.verify(sessions, progress=progress)
+
+
+def stats(target: Target, sessions: Iterable[SessionName] | None = None) -> Stats:
+    """Events and bytes per session and server memory. See :meth:`ValkeyAudit.stats`."""
+    with connect(target) as audit:
+        return audit.stats(sessions)
