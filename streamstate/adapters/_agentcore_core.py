@@ -1,0 +1,1478 @@
+"""Pure translation between LangGraph's checkpointer and store calls and AgentCore Memory.
+
+Every operation is a flow (a generator that yields planned calls and receives their
+replies, see ``streamstate.eventlog._drive``); the saver and store classes only run
+them, synchronously or in worker threads.
+
+Checkpoint layout
+-----------------
+A thread is the AgentCore session ``thread_id`` of the actor ``actor_id``. ``put`` is
+one head event (``ss.k=cp``) whose envelope holds one ``CheckpointPut`` and ``refs``;
+``put_writes`` is one head event (``ss.k=wr``) holding one ``WritesPut``. Both are
+tagged ``ss.ns`` (checkpoint namespace) and ``ss.cp`` (checkpoint id, for writes the
+checkpoint they belong to); checkpoints also ``ss.run`` (run id) and ``ss.par``
+(parent id). Values go through :func:`~streamstate.eventlog.agentcore.meta_value`.
+
+Channel values: a checkpoint event carries blobs for the channel versions it wrote,
+plus, for unchanged channels, either the value again when it is small (up to
+``carry_max`` bytes: AgentCore bills per event, not per byte, and it saves a read) or a
+*reference*: the eventId of the event that holds that ``(channel, version)``. Reading
+a checkpoint therefore needs its own event plus at most one GetEvent per distinct
+referenced event (large unchanged values only), whatever the thread's length.
+Where a blob lives is cached per ``(thread, ns)`` for the checkpoint last put or read,
+so ``put`` needs no read in a running graph; on a miss it reads the parent checkpoint
+once (and, if even that does not know a version, scans the namespace, which a graph
+run never needs).
+
+Writes are never assumed to follow their checkpoint: LangGraph saves a step's writes
+concurrently with its checkpoint, so either may be stored first. ``get_tuple`` fetches
+them by filter; ``list`` scans checkpoints and writes together and hands a checkpoint
+out once the scan has passed the time it was created (its uuid6 id; writes name their
+checkpoint, so they are all later), which is usually the same page.
+
+Calls per operation (pages of 100 events; ``r`` = distinct referenced events, usually 0):
+
+* ``put``: 1 CreateEvent (+1 per extra 100 payload items / 10 MB); +1 ListEvents on a
+  cache miss for a channel whose value the checkpoint does not carry.
+* ``put_writes``: 1 CreateEvent.
+* ``get_tuple`` latest: 2 ListEvents (the newest ``ss.k=cp`` event, ``maxResults=1``;
+  then its writes by ``ss.cp``) + ``r`` GetEvent. By id: 1 ListEvents + ``r``.
+* ``list``: ListEvents pages over the thread's events (+ ``r`` per new referenced
+  event); ``list(None)`` adds ListActors and ListSessions pages.
+* ``delete_thread``: ListEvents pages + 1 DeleteEvent per event (per actor; without
+  ``actor_id``, ListActors first).
+* ``copy_thread``, ``prune``, ``delete_for_runs``: read the session, then one
+  CreateEvent per copied or rewritten event and one DeleteEvent per removed one;
+  ``delete_for_runs`` first asks every session (ListActors, ListSessions) with one
+  ``ss.run`` ListEvents per run.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextvars
+import re
+import threading
+import time
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from langchain_core.messages import BaseMessage, convert_to_messages
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    DeltaChannelHistory,
+    PendingWrite,
+    get_checkpoint_id,
+    get_checkpoint_metadata,
+    writes_sort_key,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+from langgraph.store.base import (
+    GetOp,
+    Item,
+    ListNamespacesOp,
+    Op,
+    PutOp,
+    Result,
+    SearchItem,
+    SearchOp,
+    validate_op_namespace,
+)
+
+from streamstate.adapters._saver_core import canonical, ns_of
+from streamstate.errors import CodecError, ConfigError
+from streamstate.eventlog._drive import Emit, Flow
+from streamstate.eventlog.agentcore import (
+    ACTOR_ID_RE,
+    KIND,
+    KIND_PART,
+    PART_OF,
+    SESSION_ID_RE,
+    Call,
+    Envelope,
+    LogCore,
+    Parallel,
+    Stored,
+    check_actor,
+    check_session,
+    eq,
+    exists,
+    meta_value,
+    parse_event,
+)
+from streamstate.eventlog.events import Blob, CheckpointPut, Typed, Write, WritesPut
+
+NS = "ss.ns"
+CP = "ss.cp"
+RUN = "ss.run"
+PARENT = "ss.par"
+TASK = "ss.task"
+
+KIND_CP = "cp"
+KIND_WR = "wr"
+
+EMPTY: Typed = ("empty", b"")
+CARRY_MAX = 16 * 1024
+"""Unchanged channel values up to this size (serialized) are carried in every event."""
+
+
+# -- addressing --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Thread:
+    """A LangGraph thread: the AgentCore session ``thread_id`` of actor ``actor_id``."""
+
+    actor_id: str
+    thread_id: str
+
+    def config(self, ns: str, checkpoint_id: str) -> RunnableConfig:
+        return {
+            "configurable": {
+                "thread_id": self.thread_id,
+                "actor_id": self.actor_id,
+                "checkpoint_ns": ns,
+                "checkpoint_id": checkpoint_id,
+            }
+        }
+
+
+_LAST_THREAD: contextvars.ContextVar[Thread | None] = contextvars.ContextVar(
+    "streamstate_agentcore_last_thread", default=None
+)
+_PREGEL_CHECKPOINTER = "__pregel_checkpointer"
+
+
+def thread_of(config: RunnableConfig | None) -> Thread:
+    """The thread a config names; both ``thread_id`` and ``actor_id`` are required.
+
+    One exception: ``get_state(subgraphs=True)`` reads each subgraph with a config
+    LangGraph builds from ``thread_id`` and ``checkpoint_ns`` alone (it carries the
+    internal ``__pregel_checkpointer`` key), right after reading the parent in the same
+    context; such a config gets the actor of that parent read.
+    """
+    configurable = (config or {}).get("configurable") or {}
+    if configurable.get("thread_id") is None:
+        raise ConfigError(
+            'config["configurable"]["thread_id"] is required (the AgentCore session id)'
+        )
+    thread_id = check_session(configurable["thread_id"], 'config["configurable"]["thread_id"]')
+    if configurable.get("actor_id") is None:
+        last = _LAST_THREAD.get()
+        if (
+            _PREGEL_CHECKPOINTER in configurable
+            and configurable.get("checkpoint_ns")
+            and last is not None
+            and last.thread_id == thread_id
+        ):
+            return last
+        raise ConfigError(
+            'config["configurable"]["actor_id"] is required by AgentCoreMemorySaver '
+            "(the AgentCore actor that owns the session)"
+        )
+    actor_id = check_actor(configurable["actor_id"], 'config["configurable"]["actor_id"]')
+    thread = Thread(actor_id, thread_id)
+    _LAST_THREAD.set(thread)
+    return thread
+
+
+# -- where blobs live ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Loc:
+    """Where a ``(channel, version)`` blob lives: an event, and the value if it is small."""
+
+    event_id: str
+    typed: Typed | None
+
+
+ChannelKey = tuple[str, Any]
+
+
+class LocCache:
+    """``(thread, ns)`` -> the checkpoint last put or read there and its blob locations.
+
+    Only used when a put's parent is that checkpoint, so a fork or another process's
+    writes never mislead it; entries are immutable facts about existing events until
+    the thread is deleted or rewritten, which clears them. Thread-safe: LangGraph saves
+    from background threads.
+    """
+
+    def __init__(self, capacity: int = 256) -> None:
+        self._data: OrderedDict[tuple[Thread, str], tuple[str, dict[ChannelKey, Loc]]] = (
+            OrderedDict()
+        )
+        self._capacity = capacity
+        self._lock = threading.Lock()
+
+    def get(self, thread: Thread, ns: str, checkpoint_id: str | None) -> dict[ChannelKey, Loc]:
+        with self._lock:
+            hit = self._data.get((thread, ns))
+        if hit is None or checkpoint_id is None or hit[0] != checkpoint_id:
+            return {}
+        return hit[1]
+
+    def put(self, thread: Thread, ns: str, checkpoint_id: str, locs: dict[ChannelKey, Loc]) -> None:
+        with self._lock:
+            self._data[(thread, ns)] = (checkpoint_id, locs)
+            self._data.move_to_end((thread, ns))
+            while len(self._data) > self._capacity:
+                self._data.popitem(last=False)
+
+    def forget(self, actor_id: str | None, thread_id: str) -> None:
+        with self._lock:
+            for key in [
+                k
+                for k in self._data
+                if k[0].thread_id == thread_id and actor_id in (None, k[0].actor_id)
+            ]:
+                del self._data[key]
+
+
+# -- decoded events --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CpHead:
+    """A decoded checkpoint event."""
+
+    stored: Stored
+    event: CheckpointPut
+    refs: dict[str, str]
+
+
+@dataclass(frozen=True)
+class WrHead:
+    """A decoded writes event."""
+
+    stored: Stored
+    event: WritesPut
+
+
+def _blobs(event: CheckpointPut) -> dict[ChannelKey, Typed]:
+    return {(b.channel, b.version): b.value for b in event.blobs}
+
+
+class SaverCore:
+    """Everything AgentCoreMemorySaver does that is not I/O.
+
+    Args:
+        log: The AgentCore log core (addressing, appends, decoding).
+        carry_max: Largest serialized unchanged value carried again in a checkpoint.
+        cache_size: ``(thread, ns)`` pairs whose blob locations are cached.
+    """
+
+    def __init__(self, log: LogCore, *, carry_max: int = CARRY_MAX, cache_size: int = 256):
+        self.log = log
+        self.carry_max = carry_max
+        self.cache = LocCache(cache_size)
+
+    # reading helpers ---------------------------------------------------------------------
+
+    def decode_flow(
+        self, stored: Stored, known: Mapping[str, Stored] | None = None
+    ) -> Flow[CpHead | WrHead | None]:
+        envelope = yield from self.log.envelope_flow(stored, known)
+        if len(envelope.events) != 1:
+            return None
+        event = envelope.events[0]
+        if stored.kind == KIND_CP and isinstance(event, CheckpointPut):
+            return CpHead(stored, event, dict(envelope.refs))
+        if stored.kind == KIND_WR and isinstance(event, WritesPut):
+            return WrHead(stored, event)
+        return None
+
+    def locs_of(self, head: CpHead) -> dict[ChannelKey, Loc]:
+        """Where each channel version of a checkpoint lives (for the next put)."""
+        locs: dict[ChannelKey, Loc] = {}
+        own = _blobs(head.event)
+        for ch, ver in head.event.versions:
+            typed = own.get((ch, ver))
+            if typed is not None:
+                small = typed if len(typed[1]) <= self.carry_max else None
+                locs[(ch, ver)] = Loc(head.stored.event_id, small)
+            elif head.refs.get(ch):
+                locs[(ch, ver)] = Loc(head.refs[ch], None)
+        return locs
+
+    def values_flow(
+        self,
+        thread: Thread,
+        head: CpHead,
+        cache: dict[str, CpHead],
+        serde: SerializerProtocol,
+        only: Iterable[str] | None = None,
+    ) -> Flow[dict[str, Any]]:
+        """A checkpoint's channel values: its own blobs, then referenced events (one
+        GetEvent per distinct event not in ``cache``)."""
+        wanted_channels = None if only is None else set(only)
+        own = _blobs(head.event)
+        typed_values: dict[str, Typed] = {}
+        wanted: dict[str, list[ChannelKey]] = {}
+        for ch, ver in head.event.versions:
+            if wanted_channels is not None and ch not in wanted_channels:
+                continue
+            typed = own.get((ch, ver))
+            if typed is not None:
+                typed_values[ch] = typed
+            elif head.refs.get(ch):
+                wanted.setdefault(head.refs[ch], []).append((ch, ver))
+        missing = [eid for eid in wanted if eid not in cache]
+        if missing:
+            calls = tuple(self.log.get_call(thread.actor_id, thread.thread_id, e) for e in missing)
+            replies = yield Parallel(calls)
+            for eid, reply in zip(missing, replies):
+                stored = parse_event(reply["event"])
+                decoded = None if stored is None else (yield from self.decode_flow(stored))
+                if not isinstance(decoded, CpHead):
+                    raise CodecError(
+                        f"referenced event {eid} is not a streamstate checkpoint",
+                        session=thread.thread_id,
+                        entry_id=head.stored.event_id,
+                        stage="refs",
+                    )
+                cache[eid] = decoded
+        for eid, pairs in wanted.items():
+            blobs = _blobs(cache[eid].event)
+            for ch, ver in pairs:
+                if (ch, ver) not in blobs:
+                    raise CodecError(
+                        f"referenced event {eid} holds no blob for channel {ch!r} version {ver!r}",
+                        session=thread.thread_id,
+                        entry_id=head.stored.event_id,
+                        stage="refs",
+                    )
+                typed_values[ch] = blobs[(ch, ver)]
+        return {ch: serde.loads_typed(t) for ch, t in typed_values.items() if t[0] != "empty"}
+
+    @staticmethod
+    def pending_writes(
+        writes: Iterable[WrHead], ns: str, checkpoint_id: str, serde: SerializerProtocol
+    ) -> list[PendingWrite]:
+        """The writes of one checkpoint in ``writes_sort_key`` order.
+
+        Applied oldest first with LangGraph's rule: a regular write ``(task, idx)`` is
+        kept the first time, a special one (negative idx) the last time.
+        """
+        table: dict[tuple[str, int], tuple[str, str, Typed]] = {}
+        for head in sorted(writes, key=lambda h: h.stored.seq):
+            ev = head.event
+            if ev.ns != ns or ev.checkpoint_id != checkpoint_id:
+                continue
+            for w in ev.writes:
+                key = (ev.task_id, w.idx)
+                if w.idx >= 0 and key in table:
+                    continue
+                table[key] = (ev.task_path, w.channel, w.value)
+        rows = sorted(table.items(), key=lambda kv: writes_sort_key(kv[1][0], kv[0][0], kv[0][1]))
+        return [(task_id, ch, serde.loads_typed(typed)) for (task_id, _), (_, ch, typed) in rows]
+
+    def tuple_flow(
+        self,
+        thread: Thread,
+        head: CpHead,
+        writes: Iterable[WrHead],
+        cache: dict[str, CpHead],
+        serde: SerializerProtocol,
+    ) -> Flow[CheckpointTuple]:
+        ev = head.event
+        checkpoint = serde.loads_typed(ev.checkpoint)
+        checkpoint["channel_values"] = yield from self.values_flow(thread, head, cache, serde)
+        return CheckpointTuple(
+            config=thread.config(ev.ns, ev.checkpoint_id),
+            checkpoint=checkpoint,
+            metadata=serde.loads_typed(ev.metadata),
+            parent_config=thread.config(ev.ns, ev.parent_id) if ev.parent_id else None,
+            pending_writes=self.pending_writes(writes, ev.ns, ev.checkpoint_id, serde),
+        )
+
+    def _page(self, thread: Thread, filters: Sequence[dict[str, Any]], token: str | None) -> Call:
+        return self.log.list_call(thread.actor_id, thread.thread_id, filters, token=token)
+
+    def find_flow(
+        self, thread: Thread, ns: str, checkpoint_id: str | None
+    ) -> Flow[tuple[CpHead, list[WrHead]] | None]:
+        """A checkpoint (the latest of ``ns`` if no id) and its writes.
+
+        LangGraph saves writes concurrently with the checkpoint they belong to, so
+        they may be stored before it: they are fetched by their own filter, never
+        assumed to follow the checkpoint. By id: one listing (``ss.ns`` + ``ss.cp``)
+        returns both. Latest: the newest ``ss.k=cp`` event (``maxResults=1``), then its
+        writes (``ss.cp`` + ``ss.k=wr``).
+        """
+        filters = [eq(NS, meta_value(ns))]
+        latest: CpHead | None = None
+        if checkpoint_id:
+            filters.append(eq(CP, meta_value(checkpoint_id)))
+        else:
+            reply = yield self.log.list_call(
+                thread.actor_id, thread.thread_id, [*filters, eq(KIND, KIND_CP)], max_results=1
+            )
+            newest = [s for s in map(parse_event, reply.get("events", [])) if s is not None]
+            if not newest:
+                return None
+            decoded = yield from self.decode_flow(newest[0])
+            if not isinstance(decoded, CpHead) or decoded.event.ns != ns:
+                raise CodecError(
+                    "the latest checkpoint event does not decode as a checkpoint of its namespace",
+                    session=thread.thread_id,
+                    entry_id=newest[0].event_id,
+                    stage="envelope",
+                )
+            latest = decoded
+            checkpoint_id = latest.event.checkpoint_id
+            filters += [eq(CP, meta_value(checkpoint_id)), eq(KIND, KIND_WR)]
+        heads: list[CpHead] = []
+        writes: list[WrHead] = []
+        token = None
+        while True:
+            reply = yield self._page(thread, filters, token)
+            for raw in reply.get("events", []):
+                stored = parse_event(raw)
+                if stored is None or stored.kind not in (KIND_CP, KIND_WR):
+                    continue
+                decoded = yield from self.decode_flow(stored)
+                if isinstance(decoded, WrHead):
+                    writes.append(decoded)
+                elif (
+                    isinstance(decoded, CpHead)
+                    and decoded.event.ns == ns
+                    and decoded.event.checkpoint_id == checkpoint_id
+                ):
+                    heads.append(decoded)
+            token = reply.get("nextToken")
+            if not token:
+                break
+        if latest is None:
+            if not heads:
+                return None
+            latest = max(heads, key=lambda h: h.stored.seq)
+        return latest, writes
+
+    # get_tuple ---------------------------------------------------------------------------
+
+    def get_tuple_flow(
+        self, config: RunnableConfig, serde: SerializerProtocol
+    ) -> Flow[CheckpointTuple | None]:
+        thread = thread_of(config)
+        ns = ns_of(config)
+        found = yield from self.find_flow(thread, ns, get_checkpoint_id(config))
+        if found is None:
+            return None
+        head, writes = found
+        result = yield from self.tuple_flow(thread, head, writes, {}, serde)
+        self.cache.put(thread, ns, head.event.checkpoint_id, self.locs_of(head))
+        return result
+
+    # put -----------------------------------------------------------------------------------
+
+    def put_flow(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+        serde: SerializerProtocol,
+    ) -> Flow[RunnableConfig]:
+        thread = thread_of(config)
+        ns = ns_of(config)
+        parent = get_checkpoint_id(config)
+        body = dict(checkpoint)
+        values: dict[str, Any] = body.pop("channel_values", None) or {}
+        versions = dict(checkpoint["channel_versions"])
+        blobs = [
+            Blob(ch, ver, serde.dumps_typed(values[ch]) if ch in values else EMPTY)
+            for ch, ver in new_versions.items()
+        ]
+        written = {(b.channel, b.version) for b in blobs}
+        refs: dict[str, str] = {}
+        known = self.cache.get(thread, ns, parent)
+        unknown: list[ChannelKey] = []
+        for ch, ver in versions.items():
+            if (ch, ver) in written:
+                continue
+            loc = known.get((ch, ver))
+            if loc is None and ch in values:
+                # the value is at hand: carrying it is cheaper than finding where it lives
+                blobs.append(Blob(ch, ver, serde.dumps_typed(values[ch])))
+            elif loc is None:
+                unknown.append((ch, ver))
+            else:
+                self._place(ch, ver, loc, blobs, refs)
+        if unknown:
+            found = yield from self.locate_flow(thread, ns, parent, unknown)
+            for ch, ver in unknown:
+                if (ch, ver) in found:
+                    self._place(ch, ver, found[(ch, ver)], blobs, refs)
+        meta = get_checkpoint_metadata(config, metadata)
+        run_id = meta.get("run_id")
+        event = CheckpointPut(
+            ns=ns,
+            checkpoint_id=checkpoint["id"],
+            parent_id=parent,
+            checkpoint=serde.dumps_typed(body),
+            metadata=serde.dumps_typed(meta),
+            blobs=blobs,
+            filter={k: canonical(v, serde) for k, v in meta.items()},
+            run_id=run_id if isinstance(run_id, str) and run_id else None,
+            created_at=time.time(),
+            versions=list(versions.items()),
+        )
+        raw = yield from self.log.append_flow(
+            thread.actor_id,
+            thread.thread_id,
+            Envelope([event], refs),
+            self.cp_tags(event),
+        )
+        stored = parse_event(raw)
+        assert stored is not None
+        head = CpHead(stored, event, refs)
+        self.cache.put(thread, ns, event.checkpoint_id, self.locs_of(head))
+        return thread.config(ns, event.checkpoint_id)
+
+    @staticmethod
+    def _place(ch: str, ver: Any, loc: Loc, blobs: list[Blob], refs: dict[str, str]) -> None:
+        if loc.typed is not None:
+            blobs.append(Blob(ch, ver, loc.typed))
+        else:
+            refs[ch] = loc.event_id
+
+    @staticmethod
+    def cp_tags(event: CheckpointPut) -> dict[str, str]:
+        tags = {KIND: KIND_CP, NS: meta_value(event.ns), CP: meta_value(event.checkpoint_id)}
+        if event.run_id:
+            tags[RUN] = meta_value(event.run_id)
+        if event.parent_id:
+            tags[PARENT] = meta_value(event.parent_id)
+        return tags
+
+    @staticmethod
+    def wr_tags(event: WritesPut) -> dict[str, str]:
+        return {
+            KIND: KIND_WR,
+            NS: meta_value(event.ns),
+            CP: meta_value(event.checkpoint_id),
+            TASK: meta_value(event.task_id),
+        }
+
+    def locate_flow(
+        self, thread: Thread, ns: str, parent: str | None, wanted: Sequence[ChannelKey]
+    ) -> Flow[dict[ChannelKey, Loc]]:
+        """Find blobs the cache does not know: the parent checkpoint first (one read),
+        then the namespace newest first (only for checkpoints built by hand)."""
+        found: dict[ChannelKey, Loc] = {}
+        if parent:
+            hit = yield from self.find_flow(thread, ns, parent)
+            if hit is not None:
+                locs = self.locs_of(hit[0])
+                found.update({k: locs[k] for k in wanted if k in locs})
+        left = [k for k in wanted if k not in found]
+        token = None
+        while left:
+            reply = yield self._page(thread, [eq(NS, meta_value(ns)), eq(KIND, KIND_CP)], token)
+            for raw in reply.get("events", []):
+                stored = parse_event(raw)
+                decoded = None if stored is None else (yield from self.decode_flow(stored))
+                if isinstance(decoded, CpHead) and decoded.event.ns == ns:
+                    own = _blobs(decoded.event)
+                    for key in [k for k in left if k in own]:
+                        small = own[key] if len(own[key][1]) <= self.carry_max else None
+                        found[key] = Loc(decoded.stored.event_id, small)
+                        left.remove(key)
+            token = reply.get("nextToken")
+            if not token:
+                break
+        return found
+
+    # put_writes ----------------------------------------------------------------------------
+
+    def put_writes_flow(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str,
+        serde: SerializerProtocol,
+    ) -> Flow[None]:
+        thread = thread_of(config)
+        checkpoint_id = get_checkpoint_id(config)
+        if not checkpoint_id:
+            raise ConfigError('put_writes needs config["configurable"]["checkpoint_id"]')
+        event = WritesPut(
+            ns=ns_of(config),
+            checkpoint_id=checkpoint_id,
+            task_id=task_id,
+            task_path=task_path,
+            writes=[
+                Write(WRITES_IDX_MAP.get(channel, idx), channel, serde.dumps_typed(value))
+                for idx, (channel, value) in enumerate(writes)
+            ],
+            created_at=time.time(),
+        )
+        yield from self.log.append_flow(
+            thread.actor_id, thread.thread_id, Envelope([event]), self.wr_tags(event)
+        )
+
+    # list ----------------------------------------------------------------------------------
+
+    def list_flow(
+        self,
+        config: RunnableConfig | None,
+        filter: Mapping[str, Any] | None,
+        before: RunnableConfig | None,
+        limit: int | None,
+        serde: SerializerProtocol,
+    ) -> Flow[None]:
+        """Checkpoints newest first; each is emitted as soon as its event is read."""
+        if limit is not None and limit <= 0:
+            return
+        wanted = {k: canonical(v, serde) for k, v in (filter or {}).items()}
+        before_id = get_checkpoint_id(before) if before else None
+        if config is None:
+            threads: list[Thread] = yield from self.all_threads_flow()
+            ns, exact = None, None
+        else:
+            threads = [thread_of(config)]
+            configurable = config.get("configurable") or {}
+            ns = configurable.get("checkpoint_ns")
+            exact = configurable.get("checkpoint_id") or None
+            if exact and ns is None:
+                ns = ""
+        filters = [eq(NS, meta_value(ns))] if ns is not None else [exists(NS)]
+        if exact:
+            filters.append(eq(CP, meta_value(exact)))
+        remaining = limit
+        for thread in threads:
+            scanner = _Scanner(self, thread, filters)
+            seen: set[tuple[str, str]] = set()
+            cache: dict[str, CpHead] = {}
+            while not scanner.finished:
+                for head in (yield from scanner.step()):
+                    ev = head.event
+                    cache.setdefault(head.stored.event_id, head)
+                    if (ns is not None and ev.ns != ns) or (exact and ev.checkpoint_id != exact):
+                        continue
+                    if (ev.ns, ev.checkpoint_id) in seen:
+                        continue  # a duplicate of a checkpoint already listed
+                    seen.add((ev.ns, ev.checkpoint_id))
+                    if before_id is not None and ev.checkpoint_id >= before_id:
+                        continue
+                    if any(ev.filter.get(k) != v for k, v in wanted.items()):
+                        continue
+                    tup = yield from self.tuple_flow(thread, head, scanner.writes, cache, serde)
+                    yield Emit([tup])
+                    if remaining is not None:
+                        remaining -= 1
+                        if remaining <= 0:
+                            return
+
+    def actors_flow(self) -> Flow[list[str]]:
+        actors: list[str] = []
+        token = None
+        while True:
+            params: dict[str, Any] = {"memoryId": self.log.memory_id, "maxResults": 100}
+            if token:
+                params["nextToken"] = token
+            reply = yield Call("list_actors", params)
+            actors.extend(a["actorId"] for a in reply.get("actorSummaries", []))
+            token = reply.get("nextToken")
+            if not token:
+                return actors
+
+    def all_threads_flow(self) -> Flow[list[Thread]]:
+        """Every session of every actor that has events (ListActors, ListSessions)."""
+        threads: list[Thread] = []
+        for actor_id in (yield from self.actors_flow()):
+            token = None
+            while True:
+                params: dict[str, Any] = {
+                    "memoryId": self.log.memory_id,
+                    "actorId": actor_id,
+                    "maxResults": 100,
+                    "filter": {"eventFilter": "HAS_EVENTS"},
+                }
+                if token:
+                    params["nextToken"] = token
+                reply = yield Call("list_sessions", params)
+                threads.extend(Thread(actor_id, s["sessionId"]) for s in reply["sessionSummaries"])
+                token = reply.get("nextToken")
+                if not token:
+                    break
+        return threads
+
+    def threads_named_flow(self, thread_id: str, actor_id: str | None) -> Flow[list[Thread]]:
+        """The sessions ``thread_id`` of one actor, or of every actor (ListActors)."""
+        check_session(thread_id, "thread_id")
+        if actor_id is not None:
+            return [Thread(check_actor(actor_id), thread_id)]
+        actors = yield from self.actors_flow()
+        return [Thread(a, thread_id) for a in actors]
+
+    # whole-session reads and rewrites --------------------------------------------------------
+
+    def session_flow(self, thread: Thread) -> Flow[tuple[list[CpHead | WrHead], dict[str, Stored]]]:
+        """Every checkpoint and writes event of a thread, oldest first, and its parts."""
+        stored: list[Stored] = []
+        parts: dict[str, Stored] = {}
+        token = None
+        while True:
+            reply = yield self._page(thread, [exists(KIND)], token)
+            for raw in reply.get("events", []):
+                item = parse_event(raw)
+                if item is None:
+                    continue
+                if item.kind == KIND_PART:
+                    parts[item.event_id] = item
+                elif item.kind in (KIND_CP, KIND_WR) and item.is_head:
+                    stored.append(item)
+            token = reply.get("nextToken")
+            if not token:
+                break
+        heads: list[CpHead | WrHead] = []
+        for item in sorted(stored, key=lambda s: s.seq):
+            decoded = yield from self.decode_flow(item, parts)
+            if decoded is not None:
+                heads.append(decoded)
+        return heads, parts
+
+    def delete_thread_flow(self, thread_id: str, actor_id: str | None = None) -> Flow[None]:
+        """Delete every checkpoint, writes and part event of the thread (store messages
+        and other events of the session stay)."""
+        for thread in (yield from self.threads_named_flow(thread_id, actor_id)):
+            self.cache.forget(thread.actor_id, thread.thread_id)
+            heads: list[Stored] = []
+            parts: dict[str, list[str]] = {}
+            token = None
+            while True:
+                call = self.log.list_call(
+                    thread.actor_id, thread.thread_id, [exists(KIND)], payloads=False, token=token
+                )
+                reply = yield call
+                for raw in reply.get("events", []):
+                    item = parse_event(raw)
+                    if item is None:
+                        continue
+                    if item.kind in (KIND_CP, KIND_WR) and item.is_head:
+                        heads.append(item)
+                    elif item.kind == KIND_PART:
+                        parts.setdefault(item.meta.get(PART_OF, ""), []).append(item.event_id)
+                token = reply.get("nextToken")
+                if not token:
+                    break
+            yield from self.log.delete_heads_flow(thread.actor_id, thread.thread_id, heads, parts)
+
+    def _rewrite_flow(
+        self,
+        target: Thread,
+        heads: Sequence[CpHead | WrHead],
+        sources: Mapping[str, CpHead],
+        stays: set[str],
+    ) -> Flow[None]:
+        """Append ``heads`` (in order) to ``target``.
+
+        A reference to an event rewritten here is re-pointed to its copy; to an event
+        in ``stays`` it is kept; to any other event (about to be deleted, or in another
+        session) the value is carried into the new event instead.
+        """
+        id_map: dict[str, str] = {}
+        for head in heads:
+            if isinstance(head, WrHead):
+                tags = self.wr_tags(head.event)
+                envelope = Envelope([head.event])
+                yield from self.log.append_flow(target.actor_id, target.thread_id, envelope, tags)
+                continue
+            blobs = list(head.event.blobs)
+            refs: dict[str, str] = {}
+            versions = dict(head.event.versions)
+            for ch, eid in head.refs.items():
+                source = sources.get(eid)
+                if eid in id_map:
+                    refs[ch] = id_map[eid]
+                elif eid in stays or source is None:
+                    refs[ch] = eid
+                else:
+                    key = (ch, versions.get(ch))
+                    value = _blobs(source.event).get(key)
+                    if value is None:
+                        raise CodecError(
+                            f"referenced event {eid} holds no blob for channel {ch!r}",
+                            session=target.thread_id,
+                            entry_id=head.stored.event_id,
+                            stage="refs",
+                        )
+                    blobs.append(Blob(ch, key[1], value))
+            event = _with_blobs(head.event, blobs)
+            tags = {**self.cp_tags(event), REWRITTEN: "1"}
+            raw = yield from self.log.append_flow(
+                target.actor_id, target.thread_id, Envelope([event], refs), tags
+            )
+            id_map[head.stored.event_id] = raw["eventId"]
+
+    def copy_thread_flow(
+        self, source_id: str, target_id: str, actor_id: str | None = None
+    ) -> Flow[None]:
+        check_session(target_id, "target_thread_id")
+        for source in (yield from self.threads_named_flow(source_id, actor_id)):
+            heads, _parts = yield from self.session_flow(source)
+            if not heads:
+                continue
+            target = Thread(source.actor_id, target_id)
+            self.cache.forget(target.actor_id, target.thread_id)
+            sources = {h.stored.event_id: h for h in heads if isinstance(h, CpHead)}
+            yield from self._rewrite_flow(target, heads, sources, set())
+
+    def compact_flow(
+        self, thread: Thread, choose: Callable[[list[CpHead]], set[str]]
+    ) -> Flow[None]:
+        """Keep the checkpoints ``choose`` picks (event ids; it gets them oldest first)
+        and drop the others, with their writes.
+
+        A kept checkpoint that references a dropped event is re-created with that value
+        inlined; so are the kept checkpoints after it in its namespace, with their
+        writes, so that newest-first order still finds the latest checkpoint first.
+        New events are written before old ones are deleted.
+        """
+        heads, parts = yield from self.session_flow(thread)
+        cps = [h for h in heads if isinstance(h, CpHead)]
+        everything = {h.stored.event_id: h for h in cps}
+        writes_of: dict[tuple[str, str], list[WrHead]] = {}
+        for h in heads:
+            if isinstance(h, WrHead):
+                writes_of.setdefault((h.event.ns, h.event.checkpoint_id), []).append(h)
+        keep = choose(cps)
+        dropped = [h for h in cps if h.stored.event_id not in keep]
+        if not dropped:
+            return
+        gone = {h.stored.event_id for h in dropped}
+        rewrite: list[CpHead | WrHead] = []
+        by_ns: dict[str, list[CpHead]] = {}
+        for h in cps:
+            by_ns.setdefault(h.event.ns, []).append(h)
+        for ns_heads in by_ns.values():
+            kept = [h for h in ns_heads if h.stored.event_id not in gone]
+            start = next(
+                (i for i, h in enumerate(kept) if gone.intersection(h.refs.values())), None
+            )
+            if start is None:
+                continue
+            for h in kept[start:]:
+                rewrite.append(h)
+                rewrite.extend(writes_of.get((h.event.ns, h.event.checkpoint_id), []))
+        moved = {h.stored.event_id for h in rewrite}
+        stays = {h.stored.event_id for h in cps} - gone - moved
+        yield from self._rewrite_flow(thread, rewrite, everything, stays)
+        old = [h.stored for h in rewrite] + [
+            w.stored
+            for h in dropped
+            for w in [h, *writes_of.get((h.event.ns, h.event.checkpoint_id), [])]
+        ]
+        by_seq: dict[str, list[str]] = {}
+        for part in parts.values():
+            by_seq.setdefault(part.meta.get(PART_OF, ""), []).append(part.event_id)
+        self.cache.forget(thread.actor_id, thread.thread_id)
+        yield from self.log.delete_heads_flow(thread.actor_id, thread.thread_id, old, by_seq)
+
+    def prune_flow(
+        self, thread_ids: Sequence[str], strategy: str, actor_id: str | None = None
+    ) -> Flow[None]:
+        if strategy not in ("keep_latest", "delete"):
+            raise ConfigError(f"prune strategy must be 'keep_latest' or 'delete', got {strategy!r}")
+        for thread_id in thread_ids:
+            if strategy == "delete":
+                yield from self.delete_thread_flow(thread_id, actor_id)
+                continue
+            for thread in (yield from self.threads_named_flow(thread_id, actor_id)):
+                yield from self.compact_flow(thread, _latest_per_ns)
+
+    def delete_for_runs_flow(self, run_ids: Sequence[str]) -> Flow[None]:
+        """Every session of every actor is asked, per run, for checkpoints of that run
+        (ListEvents with a ``ss.run`` filter); the sessions that have some are compacted."""
+        runs = sorted({r for r in run_ids if isinstance(r, str) and r})
+        if not runs:
+            return
+        doomed = set(runs)
+        for thread in (yield from self.all_threads_flow()):
+            hit = False
+            for run in runs:
+                call = self.log.list_call(
+                    thread.actor_id,
+                    thread.thread_id,
+                    [eq(RUN, meta_value(run))],
+                    payloads=False,
+                    max_results=1,
+                )
+                reply = yield call
+                if reply.get("events"):
+                    hit = True
+                    break
+            if hit:
+                yield from self.compact_flow(
+                    thread,
+                    lambda cps: {h.stored.event_id for h in cps if h.event.run_id not in doomed},
+                )
+
+    # delta channels ---------------------------------------------------------------------------
+
+    def delta_flow(
+        self, config: RunnableConfig, channels: Sequence[str], serde: SerializerProtocol
+    ) -> Flow[dict[str, DeltaChannelHistory]]:
+        """``get_delta_channel_history`` over one newest-first scan of the namespace.
+
+        Same contract as the base class (walk the parent chain, collect each
+        ancestor's writes, stop per channel at the first ancestor holding a value), but
+        ancestors and their writes come from ListEvents pages instead of one get_tuple
+        each.
+        """
+        if not channels:
+            return {}
+        thread = thread_of(config)
+        ns = ns_of(config)
+        target = get_checkpoint_id(config)
+        walk = _Ancestors(self, thread, ns)
+        head = yield from (walk.find(target) if target else walk.latest())
+        collected: dict[str, list[PendingWrite]] = {c: [] for c in channels}
+        seeds: dict[str, Any] = {}
+        remaining = set(channels)
+        cache: dict[str, CpHead] = {}
+        cursor = head.event.parent_id if head is not None else None
+        while cursor and remaining:
+            ancestor = yield from walk.find(cursor)
+            if ancestor is None:
+                break
+            pending = self.pending_writes(walk.writes, ns, cursor, serde)
+            for write in reversed(pending):
+                if write[1] in remaining:
+                    collected[write[1]].append(write)
+            values = yield from self.values_flow(thread, ancestor, cache, serde, only=remaining)
+            for ch in list(remaining):
+                if ch in values:
+                    seeds[ch] = values[ch]
+                    remaining.discard(ch)
+            cursor = ancestor.event.parent_id
+        result: dict[str, DeltaChannelHistory] = {}
+        for ch in channels:
+            entry: DeltaChannelHistory = {"writes": list(reversed(collected[ch]))}
+            if ch in seeds:
+                entry["seed"] = seeds[ch]
+            result[ch] = entry
+        return result
+
+
+def _latest_per_ns(cps: list[CpHead]) -> set[str]:
+    latest = {h.event.ns: h.stored.event_id for h in cps}  # oldest first: the last wins
+    return set(latest.values())
+
+
+def _with_blobs(event: CheckpointPut, blobs: list[Blob]) -> CheckpointPut:
+    return CheckpointPut(
+        ns=event.ns,
+        checkpoint_id=event.checkpoint_id,
+        parent_id=event.parent_id,
+        checkpoint=event.checkpoint,
+        metadata=event.metadata,
+        blobs=blobs,
+        filter=event.filter,
+        run_id=event.run_id,
+        created_at=event.created_at,
+        versions=event.versions,
+    )
+
+
+MARGIN_MS = 2_000
+"""Allowance for clock and latency differences between a write and its listing order."""
+REWRITTEN = "ss.rw"
+"""Metadata of checkpoint events re-created by copy/prune: their writes follow them."""
+_UUID_EPOCH = 0x01B21DD213814000  # 100 ns intervals from 1582-10-15 to 1970-01-01
+
+
+def writes_after_ms(head: CpHead) -> int:
+    """A time (ms) before which none of the checkpoint's writes was appended.
+
+    Writes name their checkpoint, so they are appended after LangGraph created it:
+    after the time in its uuid6 id. A re-created checkpoint event is appended before
+    its writes. Other ids: the event's own time (writes race the put by its latency).
+    """
+    own = head.stored.seq // 1000
+    if REWRITTEN in head.stored.meta:
+        return own
+    try:
+        value = uuid.UUID(head.event.checkpoint_id)
+    except ValueError:
+        return own
+    if value.version != 6:
+        return own
+    stamp = ((value.int >> 80) << 12) | ((value.int >> 64) & 0x0FFF)
+    return (stamp - _UUID_EPOCH) // 10_000
+
+
+class _Scanner:
+    """Pages a thread's checkpoint and writes events newest first.
+
+    A checkpoint is released once the scan has reached events older than
+    ``writes_after_ms`` (minus a margin) or the end: all its writes are in hand then,
+    whatever order they were stored in. Released checkpoints keep listing order.
+    """
+
+    def __init__(self, core: SaverCore, thread: Thread, filters: list[dict[str, Any]]) -> None:
+        self.core = core
+        self.thread = thread
+        self.filters = filters
+        self.writes: list[WrHead] = []
+        self.held: deque[CpHead] = deque()
+        self.first: CpHead | None = None
+        self.oldest_ms: int | None = None
+        self.token: str | None = None
+        self.done = False
+
+    @property
+    def finished(self) -> bool:
+        return self.done and not self.held
+
+    def step(self) -> Flow[list[CpHead]]:
+        """Read the next page; return the checkpoints it releases."""
+        if not self.done:
+            reply = yield self.core._page(self.thread, self.filters, self.token)
+            for raw in reply.get("events", []):
+                stored = parse_event(raw)
+                if stored is None or stored.kind not in (KIND_CP, KIND_WR) or not stored.is_head:
+                    continue
+                ms = stored.seq // 1000
+                self.oldest_ms = ms if self.oldest_ms is None else min(self.oldest_ms, ms)
+                decoded = yield from self.core.decode_flow(stored)
+                if isinstance(decoded, WrHead):
+                    self.writes.append(decoded)
+                elif isinstance(decoded, CpHead):
+                    self.held.append(decoded)
+                    self.first = self.first or decoded
+            self.token = reply.get("nextToken")
+            self.done = not self.token
+        released: list[CpHead] = []
+        while self.held and (
+            self.done
+            or (
+                self.oldest_ms is not None
+                and self.oldest_ms < writes_after_ms(self.held[0]) - MARGIN_MS
+            )
+        ):
+            released.append(self.held.popleft())
+        return released
+
+
+class _Ancestors:
+    """Checkpoints of one namespace by id, each with its writes complete (delta walks)."""
+
+    def __init__(self, core: SaverCore, thread: Thread, ns: str) -> None:
+        self.scanner = _Scanner(core, thread, [eq(NS, meta_value(ns))])
+        self.ns = ns
+        self.ready: dict[str, CpHead] = {}
+
+    @property
+    def writes(self) -> list[WrHead]:
+        return self.scanner.writes
+
+    def latest(self) -> Flow[CpHead | None]:
+        while self.scanner.first is None and not self.scanner.done:
+            self._keep((yield from self.scanner.step()))
+        return self.scanner.first
+
+    def find(self, checkpoint_id: str) -> Flow[CpHead | None]:
+        while checkpoint_id not in self.ready and not self.scanner.finished:
+            self._keep((yield from self.scanner.step()))
+        return self.ready.get(checkpoint_id)
+
+    def _keep(self, heads: list[CpHead]) -> None:
+        for head in heads:
+            if head.event.ns == self.ns:
+                self.ready.setdefault(head.event.checkpoint_id, head)
+
+
+# -- the store --------------------------------------------------------------------------------
+
+ROLES = {"human": "USER", "ai": "ASSISTANT", "tool": "TOOL"}
+"""LangChain message types to AgentCore roles; any other type is OTHER."""
+
+KIND_MSG = "msg"
+KEY = "ss.key"
+MAX_TEXT = 100_000
+"""Characters per conversational payload item (the service's limit)."""
+
+
+def utc(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value, timezone.utc)
+    return datetime.now(timezone.utc)
+
+
+RECORD_ID_RE = re.compile(r"mem-[a-zA-Z0-9-_]{36,46}")
+NAMESPACE_RE = re.compile(r"[a-zA-Z0-9/*][a-zA-Z0-9-_/*]*(?::[a-zA-Z0-9-_/*]+)*[a-zA-Z0-9-_/*]*")
+_FILTER_OPS = {
+    "$eq": "EQUALS_TO",
+    "$gt": "GREATER_THAN",
+    "$gte": "GREATER_THAN_OR_EQUALS",
+    "$lt": "LESS_THAN",
+    "$lte": "LESS_THAN_OR_EQUALS",
+    "$contains": "CONTAINS",
+}
+_DATE_OPS = {"GREATER_THAN": "AFTER", "LESS_THAN": "BEFORE"}
+
+
+def record_value(value: Any) -> dict[str, Any]:
+    """A Python filter value as a record MetadataValue."""
+    if isinstance(value, bool):
+        return {"stringValue": "true" if value else "false"}
+    if isinstance(value, (int, float)):
+        return {"numberValue": value}
+    if isinstance(value, datetime):
+        return {"dateTimeValue": value}
+    if isinstance(value, str):
+        return {"stringValue": value}
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return {"stringListValue": list(value)}
+    raise ConfigError(f"cannot filter memory records on {value!r}")
+
+
+def record_filters(filter: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """A LangGraph search filter as RetrieveMemoryRecords ``metadataFilters`` (max 5)."""
+    out: list[dict[str, Any]] = []
+    for key, cond in (filter or {}).items():
+        conds = cond if isinstance(cond, dict) else {"$eq": cond}
+        for op, value in conds.items():
+            if op == "$exists":
+                operator = "EXISTS" if value else "NOT_EXISTS"
+                out.append({"left": {"metadataKey": key}, "operator": operator})
+                continue
+            if op not in _FILTER_OPS:
+                raise ConfigError(
+                    f"filter operator {op!r} on {key!r} has no AgentCore equivalent; "
+                    f"use one of {sorted([*_FILTER_OPS, '$exists'])}"
+                )
+            operator = _FILTER_OPS[op]
+            if isinstance(value, datetime):
+                operator = _DATE_OPS.get(operator, operator)
+            out.append(
+                {
+                    "left": {"metadataKey": key},
+                    "operator": operator,
+                    "right": {"metadataValue": record_value(value)},
+                }
+            )
+    if len(out) > 5:
+        raise ConfigError(f"AgentCore accepts at most 5 metadata filters, got {len(out)}")
+    return out
+
+
+def _plain(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in (metadata or {}).items():
+        if isinstance(value, dict) and len(value) == 1:
+            out[key] = next(iter(value.values()))
+        else:
+            out[key] = value
+    return out
+
+
+class StoreCore:
+    """Everything AgentCoreMemoryStore does that is not I/O.
+
+    * ``put(ns, key, {"message": m})``, ``ns == (actor_id, session_id)``: one CreateEvent
+      with a conversational payload (fed to long-term extraction) and the value itself
+      (a blob, so ``get`` gives it back); the key goes in ``ss.key`` metadata.
+    * ``get``/``delete`` of a memory record id (``mem-...``): GetMemoryRecord /
+      DeleteMemoryRecord; of a message key: ListEvents / DeleteEvent by ``ss.key``.
+    * ``search``: RetrieveMemoryRecords on the namespace path (ListMemoryRecords
+      without a query); ``list_namespaces``: ListMemoryRecords pages.
+
+    Args:
+        log: The AgentCore log core (memory id, calls).
+        serde: Serializer for stored message values.
+        namespace_root: Prefix of every namespace path (``"/"``: ``("facts", "u1")`` is
+            ``/facts/u1``, as AgentCore's default strategy namespaces are written).
+        strategy_id: Restrict searches to one memory strategy.
+    """
+
+    def __init__(
+        self,
+        log: LogCore,
+        serde: SerializerProtocol,
+        *,
+        namespace_root: str = "/",
+        strategy_id: str | None = None,
+    ) -> None:
+        if namespace_root not in ("", "/"):
+            raise ConfigError(f"namespace_root must be '/' or '', got {namespace_root!r}")
+        self.log = log
+        self.serde = serde
+        self.root = namespace_root
+        self.strategy_id = strategy_id
+
+    # namespaces -----------------------------------------------------------------------------
+
+    def path(self, namespace: tuple[str, ...]) -> str:
+        path = self.root + "/".join(namespace)
+        if not path:
+            raise ConfigError("an empty namespace has no AgentCore path with namespace_root=''")
+        return path
+
+    def namespace_of(self, path: str) -> tuple[str, ...]:
+        body = path[len(self.root) :] if path.startswith(self.root) else path
+        return tuple(p for p in body.strip("/").split("/") if p)
+
+    # batch -------------------------------------------------------------------------------------
+
+    def batch_flow(self, ops: Iterable[Op]) -> Flow[list[Result]]:
+        results: list[Result] = []
+        for op in ops:
+            validate_op_namespace(op)
+            if isinstance(op, GetOp):
+                results.append((yield from self.get_flow(op.namespace, op.key)))
+            elif isinstance(op, PutOp):
+                if op.value is None:
+                    yield from self.delete_flow(op.namespace, op.key)
+                else:
+                    yield from self.put_flow(op.namespace, op.key, op.value)
+                results.append(None)
+            elif isinstance(op, SearchOp):
+                results.append((yield from self.search_flow(op)))
+            elif isinstance(op, ListNamespacesOp):
+                results.append((yield from self.list_namespaces_flow(op)))
+            else:
+                raise ConfigError(f"unknown store operation {type(op).__name__}")
+        return results
+
+    def _session(self, namespace: tuple[str, ...]) -> tuple[str, str] | None:
+        if len(namespace) != 2:
+            return None
+        actor, session = namespace
+        ok = ACTOR_ID_RE.fullmatch(actor) and SESSION_ID_RE.fullmatch(session)
+        return (actor, session) if ok and len(actor) <= 255 and len(session) <= 100 else None
+
+    # put -----------------------------------------------------------------------------------
+
+    def put_flow(
+        self, namespace: tuple[str, ...], key: str, value: Mapping[str, Any]
+    ) -> Flow[None]:
+        where = self._session(namespace)
+        if where is None:
+            raise ConfigError(
+                "AgentCoreMemoryStore.put stores a conversation message: the namespace must "
+                f"be (actor_id, session_id) of AgentCore ids, got {namespace!r}"
+            )
+        message = value.get("message") if isinstance(value, Mapping) else None
+        if message is None:
+            raise ConfigError(
+                "AgentCoreMemoryStore.put stores a conversation message: the value must be "
+                '{"message": <a LangChain message>}, got keys ' + repr(sorted(value))
+            )
+        if not isinstance(message, BaseMessage):
+            message = convert_to_messages([message])[0]
+            value = {**value, "message": message}
+        role = ROLES.get(message.type, "OTHER")
+        text = str(message.text)
+        payload: list[dict[str, Any]] = [
+            {"conversational": {"content": {"text": text[i : i + MAX_TEXT]}, "role": role}}
+            for i in range(0, len(text), MAX_TEXT)
+            if text[i : i + MAX_TEXT].strip()
+        ]
+        kind, data = self.serde.dumps_typed(dict(value))
+        payload.append({"blob": {"ss": 1, "t": kind, "d": base64.b64encode(data).decode("ascii")}})
+        actor, session = where
+        _, stamp = self.log.clock.next(actor, session)
+        params = {
+            "memoryId": self.log.memory_id,
+            "actorId": actor,
+            "sessionId": session,
+            "eventTimestamp": stamp,
+            "payload": payload,
+            "metadata": {KIND: {"stringValue": KIND_MSG}, KEY: {"stringValue": meta_value(key)}},
+            "clientToken": str(uuid.uuid4()),
+        }
+        yield Call("create_event", params)
+
+    # get and delete ------------------------------------------------------------------------
+
+    def _record_params(self, namespace: tuple[str, ...], key: str) -> dict[str, Any]:
+        params = {"memoryId": self.log.memory_id, "memoryRecordId": key}
+        path = self.root + "/".join(namespace)
+        if path and len(path) <= 1024 and NAMESPACE_RE.fullmatch(path):
+            params["namespace"] = path  # used by IAM conditions only
+        return params
+
+    def _message_events(self, where: tuple[str, str], key: str, payloads: bool) -> Flow[list[Any]]:
+        actor, session = where
+        filters = [eq(KIND, KIND_MSG), eq(KEY, meta_value(key))]
+        events: list[Any] = []
+        token = None
+        while True:
+            call = self.log.list_call(actor, session, filters, payloads=payloads, token=token)
+            reply = yield call
+            events.extend(reply.get("events", []))
+            token = reply.get("nextToken")
+            if not token or payloads:
+                return events
+
+    def get_flow(self, namespace: tuple[str, ...], key: str) -> Flow[Item | None]:
+        if RECORD_ID_RE.fullmatch(key):
+            call = Call("get_memory_record", self._record_params(namespace, key), missing_ok=True)
+            reply = yield call
+            if reply is None:
+                return None
+            return self.item_of(reply["memoryRecord"], namespace)
+        where = self._session(namespace)
+        if where is None:
+            return None
+        events = yield from self._message_events(where, key, payloads=True)
+        for raw in events:
+            for item in raw.get("payload", []):
+                blob = item.get("blob")
+                if isinstance(blob, dict) and blob.get("ss") == 1 and "d" in blob:
+                    value = self.serde.loads_typed((blob["t"], base64.b64decode(blob["d"])))
+                    stamp = utc(raw.get("eventTimestamp"))
+                    return Item(
+                        value=value,
+                        key=key,
+                        namespace=namespace,
+                        created_at=stamp,
+                        updated_at=stamp,
+                    )
+        return None
+
+    def delete_flow(self, namespace: tuple[str, ...], key: str) -> Flow[None]:
+        if RECORD_ID_RE.fullmatch(key):
+            params = self._record_params(namespace, key)
+            yield Call("delete_memory_record", params, missing_ok=True)  # absent: nothing to do
+            return
+        where = self._session(namespace)
+        if where is None:
+            return
+        for raw in (yield from self._message_events(where, key, payloads=False)):
+            yield self.log.delete_call(where[0], where[1], raw["eventId"])
+
+    # search --------------------------------------------------------------------------------
+
+    def item_of(
+        self,
+        record: Mapping[str, Any],
+        namespace: tuple[str, ...],
+        *,
+        score: Any = None,
+        search: bool = False,
+    ) -> Item:
+        namespaces = record.get("namespaces") or []
+        value: dict[str, Any] = {
+            "content": (record.get("content") or {}).get("text", ""),
+            "memory_strategy_id": record.get("memoryStrategyId"),
+            "namespaces": list(namespaces),
+        }
+        if record.get("metadata"):
+            value["metadata"] = _plain(record["metadata"])
+        created = utc(record.get("createdAt"))
+        updated = utc(record.get("timestamp") or record.get("createdAt"))
+        if not search:
+            return Item(
+                value=value,
+                key=record["memoryRecordId"],
+                namespace=namespace,
+                created_at=created,
+                updated_at=updated,
+            )
+        ns = self.namespace_of(namespaces[0]) if namespaces else namespace
+        return SearchItem(
+            namespace=ns or namespace,
+            key=record["memoryRecordId"],
+            value=value,
+            created_at=created,
+            updated_at=updated,
+            score=float(score) if score is not None else None,
+        )
+
+    def search_flow(self, op: SearchOp) -> Flow[list[SearchItem]]:
+        want = max(0, op.offset) + max(0, op.limit)
+        if want == 0:
+            return []
+        filters = record_filters(op.filter)
+        params: dict[str, Any] = {
+            "memoryId": self.log.memory_id,
+            "namespacePath": self.path(op.namespace_prefix),
+            "maxResults": min(want, 100),
+        }
+        if op.query:
+            criteria: dict[str, Any] = {"searchQuery": op.query, "topK": min(want, 100)}
+            if filters:
+                criteria["metadataFilters"] = filters
+            if self.strategy_id:
+                criteria["memoryStrategyId"] = self.strategy_id
+            params["searchCriteria"] = criteria
+            method = "retrieve_memory_records"
+        else:
+            if filters:
+                params["metadataFilters"] = filters
+            if self.strategy_id:
+                params["memoryStrategyId"] = self.strategy_id
+            method = "list_memory_records"
+        records: list[Any] = []
+        token = None
+        while len(records) < want:
+            reply = yield Call(method, {**params, **({"nextToken": token} if token else {})})
+            records.extend(reply.get("memoryRecordSummaries", []))
+            token = reply.get("nextToken")
+            if not token:
+                break
+        return [
+            self.item_of(r, op.namespace_prefix, score=r.get("score"), search=True)
+            for r in records[op.offset : want]
+        ]
+
+    def list_namespaces_flow(self, op: ListNamespacesOp) -> Flow[list[tuple[str, ...]]]:
+        prefix: tuple[str, ...] = ()
+        for cond in op.match_conditions or ():
+            if cond.match_type == "prefix":
+                fixed = []
+                for label in cond.path:
+                    if label == "*":
+                        break
+                    fixed.append(label)
+                prefix = tuple(fixed)
+                break
+        params = {
+            "memoryId": self.log.memory_id,
+            "namespacePath": self.path(prefix),
+            "maxResults": 100,
+        }
+        if self.strategy_id:
+            params["memoryStrategyId"] = self.strategy_id
+        found: set[tuple[str, ...]] = set()
+        token = None
+        while True:
+            reply = yield Call(
+                "list_memory_records", {**params, **({"nextToken": token} if token else {})}
+            )
+            for record in reply.get("memoryRecordSummaries", []):
+                for path in record.get("namespaces") or []:
+                    ns = self.namespace_of(path)
+                    if ns and all(_matches(ns, c) for c in op.match_conditions or ()):
+                        found.add(ns[: op.max_depth] if op.max_depth is not None else ns)
+            token = reply.get("nextToken")
+            if not token:
+                break
+        ordered = sorted(found)
+        return ordered[op.offset : op.offset + op.limit]
+
+
+def _matches(namespace: tuple[str, ...], cond: Any) -> bool:
+    path = tuple(cond.path)
+    if len(namespace) < len(path):
+        return False
+    part = namespace[: len(path)] if cond.match_type == "prefix" else namespace[-len(path) :]
+    return all(p == "*" or p == n for p, n in zip(path, part)) if path else True

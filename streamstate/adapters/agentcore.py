@@ -1,0 +1,277 @@
+"""LangGraph persistence on Amazon Bedrock AgentCore Memory.
+
+``AgentCoreMemorySaver`` is a checkpointer: a thread is the AgentCore session
+``thread_id`` of the actor ``actor_id`` (both required in ``config["configurable"]``),
+and every checkpoint and write is one AgentCore event (see ``_agentcore_core`` for the
+layout and the calls each method makes). ``AgentCoreMemoryStore`` is a LangGraph store
+over AgentCore's long-term memory: ``put`` records conversation messages, ``search``
+retrieves the memory records the service extracted from them.
+
+Both classes offer the sync and the async API; every method runs one flow from the
+core, with the sync driver or the async one (boto3 calls then run in worker threads,
+so the event loop never blocks).
+
+IAM actions (``bedrock-agentcore:`` prefix):
+
+* AgentCoreMemorySaver: CreateEvent, ListEvents, GetEvent, DeleteEvent; ListActors
+  and ListSessions for ``list(None)``, ``delete_for_runs`` and thread-wide operations
+  without an ``actor_id``.
+* AgentCoreMemoryStore: CreateEvent, ListEvents, DeleteEvent (messages);
+  RetrieveMemoryRecords, ListMemoryRecords, GetMemoryRecord, DeleteMemoryRecord.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    DeltaChannelHistory,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.store.base import BaseStore, Op, Result
+
+from streamstate.adapters import _agentcore_core as core
+from streamstate.adapters._saver_core import next_version
+from streamstate.eventlog._drive import acomplete, adrive, complete, drive
+from streamstate.eventlog.agentcore import AgentCoreEventLog, Limits, LogCore, Runner, make_client
+from streamstate.eventlog.codec import Codec
+
+
+class AgentCoreMemorySaver(BaseCheckpointSaver[str]):
+    """A LangGraph checkpointer that stores every checkpoint and write as an AgentCore event.
+
+    ``config["configurable"]`` must hold ``thread_id`` (the AgentCore session id) and
+    ``actor_id``; a missing one raises ``ValueError`` (``ConfigError``) naming it.
+
+    Args:
+        memory_id: The AgentCore memory id (or ARN).
+        serde: Serializer for channel values and metadata (LangGraph's default).
+        codec: Codec for stored events (compression, optional cipher).
+        limits: CreateEvent size limits (the documented quotas by default).
+        carry_max: Unchanged channel values up to this many serialized bytes are
+            repeated in every checkpoint event instead of referenced (fewer reads).
+        **boto3_kwargs: ``region_name``, ``endpoint_url``, ``config``,
+            ``aws_access_key_id``, ``aws_secret_access_key``, ``aws_session_token``,
+            ``credentials_profile_name``, a ready ``client`` or ``session``, and any
+            other ``boto3`` client option.
+
+    Raises:
+        ConfigError: A malformed memory id, or conflicting client options.
+    """
+
+    def __init__(
+        self,
+        memory_id: str,
+        *,
+        serde: SerializerProtocol | None = None,
+        codec: Codec | None = None,
+        limits: Limits | None = None,
+        carry_max: int = core.CARRY_MAX,
+        **boto3_kwargs: Any,
+    ) -> None:
+        super().__init__(serde=serde)
+        self.memory_id = memory_id
+        self.client = make_client(**boto3_kwargs)
+        self._runner = Runner(self.client)
+        self._core = core.SaverCore(
+            LogCore(memory_id, codec=codec, limits=limits), carry_max=carry_max
+        )
+
+    @functools.cached_property
+    def log(self) -> AgentCoreEventLog:
+        """The event log behind this saver, to read, tail or audit a thread's events
+        (its sessions are ``(actor_id, thread_id)``)."""
+        return AgentCoreEventLog(self.memory_id, client=self.client, codec=self._core.log.codec)
+
+    def get_next_version(self, current: str | None, channel: None = None) -> str:
+        return next_version(current)
+
+    # sync -----------------------------------------------------------------------------------
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return complete(self._core.get_tuple_flow(config, self.serde), self._runner.run)
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        flow = self._core.list_flow(config, filter, before, limit, self.serde)
+        return drive(flow, self._runner.run)
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        flow = self._core.put_flow(config, checkpoint, metadata, new_versions, self.serde)
+        return complete(flow, self._runner.run)
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        flow = self._core.put_writes_flow(config, writes, task_id, task_path, self.serde)
+        complete(flow, self._runner.run)
+
+    def delete_thread(self, thread_id: str, actor_id: str | None = None) -> None:
+        """Delete a thread's checkpoints and writes: of ``actor_id``, or of every actor."""
+        complete(self._core.delete_thread_flow(thread_id, actor_id), self._runner.run)
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete the checkpoints (and their writes) of these runs, in every session."""
+        complete(self._core.delete_for_runs_flow(run_ids), self._runner.run)
+
+    def copy_thread(
+        self, source_thread_id: str, target_thread_id: str, actor_id: str | None = None
+    ) -> None:
+        """Copy every checkpoint and write, of ``actor_id`` or of every actor's session."""
+        flow = self._core.copy_thread_flow(source_thread_id, target_thread_id, actor_id)
+        complete(flow, self._runner.run)
+
+    def prune(
+        self,
+        thread_ids: Sequence[str],
+        *,
+        strategy: str = "keep_latest",
+        actor_id: str | None = None,
+    ) -> None:
+        """Keep only the latest checkpoint per namespace (``keep_latest``) or delete all."""
+        complete(self._core.prune_flow(thread_ids, strategy, actor_id), self._runner.run)
+
+    def get_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        return complete(self._core.delta_flow(config, channels, self.serde), self._runner.run)
+
+    # async ------------------------------------------------------------------------------------
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await acomplete(self._core.get_tuple_flow(config, self.serde), self._runner.arun)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        flow = self._core.list_flow(config, filter, before, limit, self.serde)
+        async for item in adrive(flow, self._runner.arun):
+            yield item
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        flow = self._core.put_flow(config, checkpoint, metadata, new_versions, self.serde)
+        return await acomplete(flow, self._runner.arun)
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        flow = self._core.put_writes_flow(config, writes, task_id, task_path, self.serde)
+        await acomplete(flow, self._runner.arun)
+
+    async def adelete_thread(self, thread_id: str, actor_id: str | None = None) -> None:
+        await acomplete(self._core.delete_thread_flow(thread_id, actor_id), self._runner.arun)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await acomplete(self._core.delete_for_runs_flow(run_ids), self._runner.arun)
+
+    async def acopy_thread(
+        self, source_thread_id: str, target_thread_id: str, actor_id: str | None = None
+    ) -> None:
+        flow = self._core.copy_thread_flow(source_thread_id, target_thread_id, actor_id)
+        await acomplete(flow, self._runner.arun)
+
+    async def aprune(
+        self,
+        thread_ids: Sequence[str],
+        *,
+        strategy: str = "keep_latest",
+        actor_id: str | None = None,
+    ) -> None:
+        await acomplete(self._core.prune_flow(thread_ids, strategy, actor_id), self._runner.arun)
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        flow = self._core.delta_flow(config, channels, self.serde)
+        return await acomplete(flow, self._runner.arun)
+
+
+class AgentCoreMemoryStore(BaseStore):
+    """A LangGraph store over AgentCore Memory's long-term memory.
+
+    * ``put((actor_id, session_id), key, {"message": message})`` records the message
+      as a conversational event (role from the message type: human USER, ai ASSISTANT,
+      tool TOOL, anything else OTHER), which the memory's strategies extract records
+      from; ``get`` of that key gives the value back, ``delete`` removes the event.
+    * ``search(namespace, query=..., filter=..., limit=..., offset=...)`` retrieves
+      memory records under the namespace path (``("facts", "u1")`` -> ``/facts/u1``),
+      ranked by the service, as ``SearchItem``s with their score; without a query the
+      records are listed, unscored.
+    * ``get``/``delete`` of a memory record id (``mem-...``), and ``list_namespaces``
+      (the distinct namespaces of the records under a prefix).
+
+    Args:
+        memory_id: The AgentCore memory id (or ARN).
+        serde: Serializer for the stored message values.
+        namespace_root: ``"/"`` (default) or ``""`` when the memory's strategy
+            namespaces have no leading slash.
+        strategy_id: Restrict searches to one memory strategy.
+        **boto3_kwargs: As for :class:`AgentCoreMemorySaver`.
+    """
+
+    supports_ttl: bool = False
+
+    def __init__(
+        self,
+        memory_id: str,
+        *,
+        serde: SerializerProtocol | None = None,
+        namespace_root: str = "/",
+        strategy_id: str | None = None,
+        **boto3_kwargs: Any,
+    ) -> None:
+        self.memory_id = memory_id
+        self.client = make_client(**boto3_kwargs)
+        self._runner = Runner(self.client)
+        self._core = core.StoreCore(
+            LogCore(memory_id),
+            serde or JsonPlusSerializer(),
+            namespace_root=namespace_root,
+            strategy_id=strategy_id,
+        )
+
+    def batch(self, ops: Iterable[Op]) -> list[Result]:
+        return complete(self._core.batch_flow(ops), self._runner.run)
+
+    async def abatch(self, ops: Iterable[Op]) -> list[Result]:
+        return await acomplete(self._core.batch_flow(ops), self._runner.arun)
