@@ -1,0 +1,484 @@
+"""LangGraph checkpointers on Amazon Bedrock session management.
+
+``BedrockSessionSaver`` and ``AsyncBedrockSessionSaver`` take the constructor of
+langgraph-checkpoint-aws's classes, so its examples run after changing only the import::
+
+    from streamstate import BedrockSessionSaver
+
+    saver = BedrockSessionSaver(region_name="us-west-2")
+    session_id = saver.session_client.create_session().session_id
+    graph = builder.compile(checkpointer=saver)
+    graph.invoke(1, {"configurable": {"thread_id": session_id}})
+
+A ``thread_id`` is a Bedrock session: the session whose id it is, or, for any other id
+(``"session-1"``, or a UUID no session has), a session the saver creates on the first
+put and finds again by ``sessionMetadata`` (see :mod:`streamstate.eventlog.bedrock`).
+Both classes have every sync and async method; the async ones run each boto3 call in a
+worker thread, so they never block the event loop. They differ only in their
+``session_client``: ``create_session()`` returns the session on the sync class and a
+coroutine on the async one.
+
+Calls per operation (a thread this process has resolved; W = writes steps of the
+checkpoint, one per task; batches of independent calls go out concurrently):
+
+=========================  =============================================================
+put                        PutInvocationStep + CreateInvocation (the checkpoint's writes
+                           invocation; + 1 the first time a process writes a namespace)
+put_writes                 PutInvocationStep (a duplicate: + GetInvocationStep)
+get_tuple (checkpoint id)  GetInvocationStep + ListInvocationSteps (one round trip),
+                           then W GetInvocationStep (one round trip)
+get_tuple (latest)         + 1 ListInvocationSteps (25 newest steps of the namespace)
+list (one namespace)       per 1000 checkpoints 1 ListInvocationSteps; per checkpoint
+                           as get_tuple with an id
+list (all namespaces)      ListInvocationSteps of the whole session (1000 per page),
+                           1 GetInvocationStep per checkpoint and per write
+delete_thread              GetSession/ListSessions to find its sessions, then
+                           EndSession + DeleteSession each
+copy_thread                list + 1 GetInvocationStep per source entry, then as put /
+                           put_writes per entry into the target
+prune keep_latest          list the session + 1 PutInvocationStep per dropped checkpoint
+delete_for_runs            every session: list it, get every checkpoint, retract matches
+first use of a thread id   GetSession (a session id); otherwise ListSessions pages +
+                           GetSession per session not seen before (+ CreateSession and a
+                           second scan when the saver creates the alias session)
+=========================  =============================================================
+
+IAM actions (resource: the sessions, ``arn:aws:bedrock:<region>:<account>:session/*``):
+both classes need ``bedrock:CreateSession``, ``GetSession``, ``ListSessions``,
+``EndSession``, ``DeleteSession``, ``CreateInvocation``, ``PutInvocationStep``,
+``GetInvocationStep`` and ``ListInvocationSteps``; ``kms:Decrypt``/``GenerateDataKey``/
+``DescribeKey`` on the key of sessions created with ``encryptionKeyArn``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    DeltaChannelHistory,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+
+from streamstate.adapters import _bedrock_core as core
+from streamstate.adapters._bedrock_core import SessionInfo
+from streamstate.errors import ConfigError
+from streamstate.eventlog._drive import acomplete, adrive, complete, drive
+from streamstate.eventlog.bedrock import (
+    ApiCall,
+    AsyncBedrockEventLog,
+    AsyncRunner,
+    BedrockEventLog,
+    BedrockLogCore,
+    SyncRunner,
+)
+from streamstate.eventlog.codec import Codec
+
+__all__ = [
+    "AsyncBedrockSessionClient",
+    "AsyncBedrockSessionSaver",
+    "BedrockSessionClient",
+    "BedrockSessionSaver",
+    "SessionInfo",
+    "make_client",
+]
+
+SERVICE = "bedrock-agent-runtime"
+
+
+def _secret(value: Any) -> str | None:
+    """A str from a str or a pydantic ``SecretStr``."""
+    if value is None:
+        return None
+    if hasattr(value, "get_secret_value"):
+        return str(value.get_secret_value())
+    return str(value)
+
+
+def make_client(
+    session: Any = None,
+    region_name: str | None = None,
+    credentials_profile_name: str | None = None,
+    aws_access_key_id: Any = None,
+    aws_secret_access_key: Any = None,
+    aws_session_token: Any = None,
+    endpoint_url: str | None = None,
+    config: Any = None,
+) -> Any:
+    """A ``bedrock-agent-runtime`` client with botocore's ``standard`` retries.
+
+    Throttling and 5xx answers are retried with backoff (5 attempts); a ``config``
+    given by the caller wins over these defaults.
+    """
+    import boto3
+    from botocore.config import Config
+
+    defaults = Config(
+        retries={"mode": "standard", "total_max_attempts": 5}, user_agent_extra="streamstate"
+    )
+    merged = defaults.merge(config) if config is not None else defaults
+    if session is None:
+        options: dict[str, Any] = {}
+        if credentials_profile_name:
+            options["profile_name"] = credentials_profile_name
+        if aws_access_key_id is not None or aws_secret_access_key is not None:
+            if aws_access_key_id is None or aws_secret_access_key is None:
+                raise ConfigError(
+                    "aws_access_key_id and aws_secret_access_key must be given together"
+                )
+            options["aws_access_key_id"] = _secret(aws_access_key_id)
+            options["aws_secret_access_key"] = _secret(aws_secret_access_key)
+            options["aws_session_token"] = _secret(aws_session_token)
+        session = boto3.Session(**options)
+    elif credentials_profile_name or aws_access_key_id is not None:
+        raise ConfigError("pass credentials or a boto3 session, not both")
+    return session.client(
+        SERVICE, region_name=region_name, endpoint_url=endpoint_url, config=merged
+    )
+
+
+# --------------------------------------------------------------------------- session clients
+
+
+class BedrockSessionClient:
+    """Creates, reads, ends and deletes Bedrock sessions (the saver's ``session_client``).
+
+    Args:
+        client: The boto3 ``bedrock-agent-runtime`` client (also ``self.client``).
+        log: The saver's log core, told when a session is deleted.
+    """
+
+    def __init__(self, client: Any, log: BedrockLogCore | None = None) -> None:
+        self.client = client
+        self._log = log
+        self._run = SyncRunner(client)
+
+    def create_session(
+        self,
+        request: Any = None,
+        *,
+        session_metadata: Mapping[str, str] | None = None,
+        encryption_key_arn: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> SessionInfo:
+        """Create a session; its ``session_id`` is a ``thread_id`` for the saver.
+
+        Args:
+            request: Optional object with ``session_metadata``, ``encryption_key_arn``
+                and ``tags`` attributes (langgraph-checkpoint-aws's request model).
+            session_metadata: Up to 50 string pairs.
+            encryption_key_arn: A KMS key to encrypt the session with.
+            tags: Resource tags.
+        """
+        call = core.plan_create_session(
+            request,
+            session_metadata=session_metadata,
+            encryption_key_arn=encryption_key_arn,
+            tags=tags,
+        )
+        return core.read_session(self._run(call))
+
+    def get_session(self, session_id: Any) -> SessionInfo:
+        """The session with its status and metadata; raises ``BedrockNotFound`` if none."""
+        ident = core.session_ident(session_id)
+        return core.read_session(self._run(ApiCall("get_session", {"sessionIdentifier": ident})))
+
+    def end_session(self, session_id: Any) -> SessionInfo:
+        """End a session: its checkpoints stay readable, new writes are refused."""
+        ident = core.session_ident(session_id)
+        return core.read_session(self._run(ApiCall("end_session", {"sessionIdentifier": ident})))
+
+    def delete_session(self, session_id: Any) -> None:
+        """Delete an ended session (an ACTIVE one raises ``BedrockConflict``)."""
+        ident = core.session_ident(session_id)
+        self._run(ApiCall("delete_session", {"sessionIdentifier": ident}))
+        if self._log is not None:
+            self._log.forget(ident)
+
+
+class AsyncBedrockSessionClient:
+    """The asyncio twin of :class:`BedrockSessionClient` (same methods, awaitable)."""
+
+    def __init__(self, client: Any, log: BedrockLogCore | None = None) -> None:
+        self.client = client
+        self._log = log
+        self._run = AsyncRunner(client)
+
+    async def create_session(
+        self,
+        request: Any = None,
+        *,
+        session_metadata: Mapping[str, str] | None = None,
+        encryption_key_arn: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> SessionInfo:
+        call = core.plan_create_session(
+            request,
+            session_metadata=session_metadata,
+            encryption_key_arn=encryption_key_arn,
+            tags=tags,
+        )
+        return core.read_session(await self._run(call))
+
+    async def get_session(self, session_id: Any) -> SessionInfo:
+        ident = core.session_ident(session_id)
+        call = ApiCall("get_session", {"sessionIdentifier": ident})
+        return core.read_session(await self._run(call))
+
+    async def end_session(self, session_id: Any) -> SessionInfo:
+        ident = core.session_ident(session_id)
+        call = ApiCall("end_session", {"sessionIdentifier": ident})
+        return core.read_session(await self._run(call))
+
+    async def delete_session(self, session_id: Any) -> None:
+        ident = core.session_ident(session_id)
+        await self._run(ApiCall("delete_session", {"sessionIdentifier": ident}))
+        if self._log is not None:
+            self._log.forget(ident)
+
+
+# --------------------------------------------------------------------------- savers
+
+
+class _BedrockSaverBase(BaseCheckpointSaver[str]):
+    """Both shells of every method; each is plan (``_bedrock_core``), execute, read."""
+
+    def __init__(
+        self,
+        client: Any = None,
+        session: Any = None,
+        region_name: str | None = None,
+        credentials_profile_name: str | None = None,
+        aws_access_key_id: Any = None,
+        aws_secret_access_key: Any = None,
+        aws_session_token: Any = None,
+        endpoint_url: str | None = None,
+        config: Any = None,
+        *,
+        serde: SerializerProtocol | None = None,
+        codec: Codec | None = None,
+        auto_create_sessions: bool = True,
+    ) -> None:
+        super().__init__(serde=serde)
+        if client is None:
+            client = make_client(
+                session,
+                region_name,
+                credentials_profile_name,
+                aws_access_key_id,
+                aws_secret_access_key,
+                aws_session_token,
+                endpoint_url,
+                config,
+            )
+        elif any(
+            v is not None
+            for v in (
+                session,
+                region_name,
+                credentials_profile_name,
+                aws_access_key_id,
+                aws_secret_access_key,
+                aws_session_token,
+                endpoint_url,
+                config,
+            )
+        ):
+            raise ConfigError("pass a boto3 client, or the arguments to make one, not both")
+        self.client = client
+        self._log = BedrockLogCore(codec, auto_create=auto_create_sessions)
+        self._core = core.BedrockSaverCore(self._log)
+        self._run = SyncRunner(client)
+        self._arun = AsyncRunner(client)
+
+    def get_next_version(self, current: str | None, channel: None = None) -> str:
+        return core.next_version(current)
+
+    # sync ---------------------------------------------------------------------------
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """Store a checkpoint (one step in its namespace's invocation).
+
+        Raises:
+            SessionNotActive: The thread's session is ENDED or EXPIRED.
+            BedrockApiError: The service refused the call (after retries for throttling
+                and 5xx).
+        """
+        thread_id, event, out = self._core.build_put(
+            config, checkpoint, metadata, new_versions, self.serde
+        )
+        complete(self._core.put_flow(thread_id, event), self._run)
+        return out
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """Store a task's writes against a checkpoint (one step per call)."""
+        thread_id, event = self._core.build_put_writes(
+            config, writes, task_id, task_path, self.serde
+        )
+        complete(self._core.put_writes_flow(thread_id, event), self._run)
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """The checkpoint ``config`` names, or the latest of its namespace; ``None`` if
+        there is none (a service error raises, it is never "not found")."""
+        return complete(self._core.get_tuple_flow(config, self.serde), self._run)
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        """Checkpoints newest first: of a thread (one namespace if ``checkpoint_ns`` is
+        in the config, else all), or of every session when ``config`` is None."""
+        flow = self._core.list_flow(config, filter, before, limit, self.serde)
+        return drive(flow, self._run)
+
+    def delete_thread(self, thread_id: str) -> None:
+        """End and delete the thread's session(s); a missing thread is a no-op."""
+        complete(self._core.delete_thread_flow(thread_id), self._run)
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Retract the checkpoints (and writes) of these runs in every session."""
+        complete(self._core.delete_for_runs_flow(run_ids), self._run)
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Copy every live checkpoint and write into the target thread.
+
+        The target is the session ``target_thread_id`` names if it exists (say, one
+        from ``session_client.create_session()``), else a session created for that id.
+        """
+        complete(self._core.copy_flow(source_thread_id, target_thread_id), self._run)
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """``keep_latest`` retracts all but each namespace's latest checkpoint;
+        ``delete`` deletes the threads' sessions."""
+        complete(self._core.prune_flow(thread_ids, strategy), self._run)
+
+    def get_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        return complete(self._core.delta_flow(config, channels, self.serde), self._run)
+
+    # async --------------------------------------------------------------------------
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        thread_id, event, out = self._core.build_put(
+            config, checkpoint, metadata, new_versions, self.serde
+        )
+        await acomplete(self._core.put_flow(thread_id, event), self._arun)
+        return out
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        thread_id, event = self._core.build_put_writes(
+            config, writes, task_id, task_path, self.serde
+        )
+        await acomplete(self._core.put_writes_flow(thread_id, event), self._arun)
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await acomplete(self._core.get_tuple_flow(config, self.serde), self._arun)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        flow = self._core.list_flow(config, filter, before, limit, self.serde)
+        async for item in adrive(flow, self._arun):
+            yield item
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await acomplete(self._core.delete_thread_flow(thread_id), self._arun)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await acomplete(self._core.delete_for_runs_flow(run_ids), self._arun)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await acomplete(self._core.copy_flow(source_thread_id, target_thread_id), self._arun)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        await acomplete(self._core.prune_flow(thread_ids, strategy), self._arun)
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        return await acomplete(self._core.delta_flow(config, channels, self.serde), self._arun)
+
+
+class BedrockSessionSaver(_BedrockSaverBase):
+    """A LangGraph checkpointer storing every checkpoint and write as Bedrock
+    invocation steps of the thread's session.
+
+    Args:
+        client: A boto3 ``bedrock-agent-runtime`` client (else one is made from the
+            arguments below, with botocore's ``standard`` retries).
+        session: A ``boto3.Session`` to make the client with.
+        region_name: AWS region.
+        credentials_profile_name: A profile from the AWS config files.
+        aws_access_key_id: Access key id (``str`` or pydantic ``SecretStr``).
+        aws_secret_access_key: Secret access key (``str`` or ``SecretStr``).
+        aws_session_token: Session token for temporary credentials.
+        endpoint_url: A custom endpoint (a VPC endpoint, an emulator).
+        config: A ``botocore.config.Config``; it wins over the retry defaults.
+        serde: Serializer of channel values and metadata (LangGraph's default).
+        codec: Codec of stored entries (compression, optional cipher).
+        auto_create_sessions: Create a session for a ``thread_id`` that is not one.
+            When False such a put raises :class:`~streamstate.errors.ConfigError`.
+
+    Attributes:
+        session_client: :class:`BedrockSessionClient` on the same client.
+        log: The thread log as a :class:`~streamstate.eventlog.bedrock.BedrockEventLog`
+            (read, tail, consumer groups), sharing this saver's caches.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.session_client = BedrockSessionClient(self.client, self._log)
+        self.log = BedrockEventLog(self.client, core=self._log)
+
+
+class AsyncBedrockSessionSaver(_BedrockSaverBase):
+    """:class:`BedrockSessionSaver` for asyncio code: the same arguments and methods,
+    with an awaitable ``session_client`` and an :class:`AsyncBedrockEventLog` ``log``.
+
+    ``(await saver.session_client.create_session()).session_id`` is a thread id.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.session_client = AsyncBedrockSessionClient(self.client, self._log)
+        self.log = AsyncBedrockEventLog(self.client, core=self._log)
