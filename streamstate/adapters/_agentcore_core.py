@@ -88,7 +88,7 @@ from langgraph.store.base import (
     validate_op_namespace,
 )
 
-from streamstate.adapters._saver_core import canonical, ns_of
+from streamstate.adapters._checkpoints import canonical, ns_of
 from streamstate.errors import CodecError, ConfigError
 from streamstate.eventlog._drive import Emit, Flow
 from streamstate.eventlog.agentcore import (

@@ -52,7 +52,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from streamstate.adapters._saver_core import canonical, next_version, ns_of
+from streamstate.adapters._checkpoints import canonical, next_version, ns_of
 from streamstate.errors import ConfigError
 from streamstate.eventlog._drive import Emit, Flow
 from streamstate.eventlog.bedrock import (

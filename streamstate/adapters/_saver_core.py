@@ -8,16 +8,12 @@ and receive replies, run by the sync or async driver. No client, no ``await`` he
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import msgspec
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
-    WRITES_IDX_MAP,
     ChannelVersions,
     Checkpoint,
     CheckpointMetadata,
@@ -25,11 +21,20 @@ from langgraph.checkpoint.base import (
     DeltaChannelHistory,
     PendingWrite,
     get_checkpoint_id,
-    get_checkpoint_metadata,
     writes_sort_key,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
+from streamstate.adapters._checkpoints import (
+    Thread,
+    canonical,
+    checkpoint_event,
+    ns_of,
+    require_str,
+    text,
+    thread_of,
+    writes_event,
+)
 from streamstate.errors import ConfigError
 from streamstate.eventlog._drive import Emit, Flow
 from streamstate.eventlog.events import Blob, CheckpointPut, Typed, Write, WritesPut
@@ -47,108 +52,9 @@ from streamstate.projections.checkpoints import (
     decode_record,
 )
 
-THREAD = "t"
-ACTOR_THREAD = "a"
 LIST_PAGE_SIZE = 50
 LIST_SCAN_BUDGET = 2000
 DELTA_MAX_STEPS = 10_000
-
-_json = msgspec.json.Encoder(order="deterministic")
-
-
-def text(v: bytes | str) -> str:
-    return v.decode() if isinstance(v, (bytes, bytearray)) else v
-
-
-# -- addressing ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Thread:
-    """Where a LangGraph thread lives: its log session and how configs name it."""
-
-    thread_id: str
-    actor_id: str | None = None
-
-    @property
-    def session(self) -> tuple[str, ...]:
-        if self.actor_id is None:
-            return (THREAD, self.thread_id)
-        return (ACTOR_THREAD, self.actor_id, self.thread_id)
-
-    def config(self, ns: str, checkpoint_id: str) -> RunnableConfig:
-        configurable: dict[str, Any] = {
-            "thread_id": self.thread_id,
-            "checkpoint_ns": ns,
-            "checkpoint_id": checkpoint_id,
-        }
-        if self.actor_id is not None:
-            configurable["actor_id"] = self.actor_id
-        return {"configurable": configurable}
-
-    @classmethod
-    def from_session(cls, parts: Sequence[str]) -> Thread | None:
-        if len(parts) == 2 and parts[0] == THREAD:
-            return cls(parts[1])
-        if len(parts) == 3 and parts[0] == ACTOR_THREAD:
-            return cls(parts[2], parts[1])
-        return None
-
-
-def _require_str(value: Any, name: str) -> str:
-    if not isinstance(value, str) or value == "":
-        raise ConfigError(
-            f'config["configurable"]["{name}"] must be a non-empty string, got {value!r}'
-        )
-    return value
-
-
-def thread_of(config: RunnableConfig, *, actors: bool) -> Thread:
-    """The thread a config names; ``actors`` requires an ``actor_id`` too."""
-    configurable = config.get("configurable") or {}
-    if "thread_id" not in configurable:
-        raise ConfigError('config["configurable"]["thread_id"] is required')
-    thread_id = _require_str(configurable["thread_id"], "thread_id")
-    if not actors:
-        return Thread(thread_id)
-    if configurable.get("actor_id") is None:
-        raise ConfigError(
-            'config["configurable"]["actor_id"] is required by AgentCoreValkeySaver '
-            "(the AgentCore actor that owns the session)"
-        )
-    return Thread(thread_id, _require_str(configurable["actor_id"], "actor_id"))
-
-
-def ns_of(config: RunnableConfig) -> str:
-    ns = (config.get("configurable") or {}).get("checkpoint_ns", "")
-    if not isinstance(ns, str):
-        raise ConfigError(f'config["configurable"]["checkpoint_ns"] must be a string, got {ns!r}')
-    return ns
-
-
-# -- values -----------------------------------------------------------------------
-
-
-def canonical(value: Any, serde: SerializerProtocol) -> str:
-    """A string equal for equal metadata values, so the server can compare filters."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    try:
-        return _json.encode(value).decode()
-    except (TypeError, msgspec.EncodeError):
-        kind, data = serde.dumps_typed(value)
-        return f"~{kind}:{data.hex()}"
-
-
-def next_version(current: str | int | float | None) -> str:
-    """String versions as LangGraph's InMemorySaver makes them: counter, then a random tie."""
-    if current is None:
-        n = 0
-    elif isinstance(current, (int, float)):
-        n = int(current)
-    else:
-        n = int(current.split(".")[0])
-    return f"{n + 1:032}.{random.random():016}"
 
 
 # -- the saver core ---------------------------------------------------------------
@@ -196,28 +102,8 @@ class SaverCore:
         serde: SerializerProtocol,
     ) -> tuple[Thread, CheckpointPut, RunnableConfig]:
         thread = self.thread(config)
-        ns = ns_of(config)
-        body = dict(checkpoint)
-        values: dict[str, Any] = body.pop("channel_values", {}) or {}
-        blobs = [
-            Blob(ch, ver, serde.dumps_typed(values[ch]) if ch in values else ("empty", b""))
-            for ch, ver in new_versions.items()
-        ]
-        meta = get_checkpoint_metadata(config, metadata)
-        run_id = meta.get("run_id")
-        event = CheckpointPut(
-            ns=ns,
-            checkpoint_id=checkpoint["id"],
-            parent_id=get_checkpoint_id(config),
-            checkpoint=serde.dumps_typed(body),
-            metadata=serde.dumps_typed(meta),
-            blobs=blobs,
-            filter={k: canonical(v, serde) for k, v in meta.items()},
-            run_id=run_id if isinstance(run_id, str) else None,
-            created_at=time.time(),
-            versions=list(checkpoint["channel_versions"].items()),
-        )
-        return thread, event, thread.config(ns, checkpoint["id"])
+        event = checkpoint_event(config, checkpoint, metadata, new_versions, serde)
+        return thread, event, thread.config(event.ns, event.checkpoint_id)
 
     def plan_put(self, thread: Thread, event: CheckpointPut) -> logcore.ScriptCall:
         keys = self.keys(thread)
@@ -239,22 +125,7 @@ class SaverCore:
         task_path: str,
         serde: SerializerProtocol,
     ) -> tuple[Thread, WritesPut]:
-        thread = self.thread(config)
-        checkpoint_id = get_checkpoint_id(config)
-        if not checkpoint_id:
-            raise ConfigError('put_writes needs config["configurable"]["checkpoint_id"]')
-        event = WritesPut(
-            ns=ns_of(config),
-            checkpoint_id=checkpoint_id,
-            task_id=task_id,
-            task_path=task_path,
-            writes=[
-                Write(WRITES_IDX_MAP.get(channel, idx), channel, serde.dumps_typed(value))
-                for idx, (channel, value) in enumerate(writes)
-            ],
-            created_at=time.time(),
-        )
-        return thread, event
+        return self.thread(config), writes_event(config, writes, task_id, task_path, serde)
 
     def plan_put_writes(self, thread: Thread, event: WritesPut) -> logcore.ScriptCall:
         # A retry after a timeout changes nothing in the views, so it appends nothing.
@@ -390,11 +261,11 @@ class SaverCore:
 
     def delete_flow(self, thread_id: str, actor_id: str | None = None) -> Flow[None]:
         """One delete script per thread (per actor's session for AgentCore threads)."""
-        _require_str(thread_id, "thread_id")
+        require_str(thread_id, "thread_id")
         if not self.actors:
             threads = [Thread(thread_id)]
         elif actor_id is not None:
-            threads = [Thread(thread_id, _require_str(actor_id, "actor_id"))]
+            threads = [Thread(thread_id, require_str(actor_id, "actor_id"))]
         else:
             reply = yield logcore.Command(
                 ("SMEMBERS", self.keyspace.global_key("actors", thread_id))
@@ -472,7 +343,7 @@ class SaverCore:
 
     def copy_threads_flow(self, source_thread_id: str, target_thread_id: str) -> Flow[None]:
         """Copy every session of the source thread (each actor's, for AgentCore threads)."""
-        _require_str(target_thread_id, "target_thread_id")
+        require_str(target_thread_id, "target_thread_id")
         for source in (yield from self.threads_named(source_thread_id)):
             target = Thread(target_thread_id, source.actor_id)
             yield from self.copy_flow(source, target)
@@ -566,7 +437,7 @@ class SaverCore:
         return events
 
     def threads_named(self, thread_id: str) -> Flow[list[Thread]]:
-        _require_str(thread_id, "thread_id")
+        require_str(thread_id, "thread_id")
         if not self.actors:
             return [Thread(thread_id)]
         reply = yield logcore.Command(("SMEMBERS", self.keyspace.global_key("actors", thread_id)))

@@ -40,7 +40,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.store.base import BaseStore, Op, Result
 
 from streamstate.adapters import _agentcore_core as core
-from streamstate.adapters._saver_core import next_version
+from streamstate.adapters._checkpoints import next_version
 from streamstate.eventlog._drive import acomplete, adrive, complete, drive
 from streamstate.eventlog.agentcore import AgentCoreEventLog, Limits, LogCore, Runner, make_client
 from streamstate.eventlog.codec import Codec

@@ -26,6 +26,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from streamstate.adapters import _saver_core as core
 from streamstate.adapters._bridge import LoopBound, in_thread, iter_in_thread
+from streamstate.adapters._checkpoints import next_version
 from streamstate.connection import async_client_from_url, client_from_url
 from streamstate.eventlog._drive import acomplete, adrive, complete, drive
 from streamstate.eventlog.codec import Codec
@@ -48,7 +49,7 @@ class _SaverBase(BaseCheckpointSaver[str]):
         return self._core.ttl
 
     def get_next_version(self, current: str | None, channel: None = None) -> str:
-        return core.next_version(current)
+        return next_version(current)
 
 
 def _log_args(codec: Codec | None, prefix: str) -> dict[str, Any]:
