@@ -36,16 +36,40 @@ def wants_cluster(url: str, cluster: bool | None) -> tuple[str, bool]:
     return parts._replace(query=rest).geturl(), bool(cluster) or from_url
 
 
+DEFAULT_SOCKET_TIMEOUT = 5.0
+"""Seconds; without a timeout a server that stops answering blocks a call forever."""
+DEFAULT_POOL_TIMEOUT = 20.0
+"""Seconds a caller waits for a free pooled connection before giving up."""
+
+
+def _defaults(kwargs: dict[str, Any]) -> dict[str, Any]:
+    kwargs.setdefault("socket_timeout", DEFAULT_SOCKET_TIMEOUT)
+    kwargs.setdefault("socket_connect_timeout", DEFAULT_SOCKET_TIMEOUT)
+    return kwargs
+
+
 def client_from_url(
     url: str | None = None, *, pool_size: int = 10, cluster: bool | None = None, **kwargs: Any
 ) -> valkey.Valkey | valkey.cluster.ValkeyCluster:
-    """A sync client (binary replies) for ``url``; no URL means the embedded server."""
+    """A sync client (binary replies) for ``url``; no URL means the embedded server.
+
+    More concurrent callers than ``pool_size`` wait for a connection (a blocking pool)
+    instead of failing.
+    """
     url, is_cluster = wants_cluster(_check(resolve_url(url)), cluster)
+    kwargs = _defaults(kwargs)
     if is_cluster:
         return valkey.cluster.ValkeyCluster.from_url(
             url, max_connections=pool_size, decode_responses=False, **kwargs
         )
-    return valkey.Valkey.from_url(url, max_connections=pool_size, decode_responses=False, **kwargs)
+    pool = valkey.BlockingConnectionPool.from_url(
+        url,
+        max_connections=pool_size,
+        timeout=kwargs.pop("pool_timeout", DEFAULT_POOL_TIMEOUT),
+        decode_responses=False,
+        **kwargs,
+    )
+    return valkey.Valkey.from_pool(pool)
 
 
 def async_client_from_url(
@@ -53,10 +77,16 @@ def async_client_from_url(
 ) -> valkey.asyncio.Valkey | valkey.asyncio.cluster.ValkeyCluster:
     """An asyncio client (binary replies) for ``url``; no URL means the embedded server."""
     url, is_cluster = wants_cluster(_check(resolve_url(url)), cluster)
+    kwargs = _defaults(kwargs)
     if is_cluster:
         return valkey.asyncio.cluster.ValkeyCluster.from_url(
             url, max_connections=pool_size, decode_responses=False, **kwargs
         )
-    return valkey.asyncio.Valkey.from_url(
-        url, max_connections=pool_size, decode_responses=False, **kwargs
+    pool = valkey.asyncio.BlockingConnectionPool.from_url(
+        url,
+        max_connections=pool_size,
+        timeout=kwargs.pop("pool_timeout", DEFAULT_POOL_TIMEOUT),
+        decode_responses=False,
+        **kwargs,
     )
+    return valkey.asyncio.Valkey.from_pool(pool)

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import valkey
 
@@ -106,10 +107,20 @@ class EmbeddedServer:
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
+    def password(self) -> str | None:
+        """The ``requirepass`` given in ``config``, used by PING, SHUTDOWN and ``url``."""
+        value = self.config.get("requirepass")
+        return None if value is None else str(value)
+
+    def _url_for(self, port: int) -> str:
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"valkey://{auth}127.0.0.1:{port}/0"
+
+    @property
     def url(self) -> str:
         if self.port is None:
             raise ConfigError("the embedded server is not started")
-        return f"valkey://127.0.0.1:{self.port}/0"
+        return self._url_for(self.port)
 
     @property
     def state_file(self) -> Path:
@@ -149,7 +160,7 @@ class EmbeddedServer:
             state = json.loads(self.state_file.read_text())
         except (OSError, ValueError):
             return None
-        url = f"valkey://127.0.0.1:{state.get('port')}/0"
+        url = self._url_for(int(state.get("port", 0)))
         if _pid_alive(int(state.get("pid", -1))) and _ping(url):
             return state
         return None
@@ -177,8 +188,10 @@ class EmbeddedServer:
                 try:
                     self._wait_ready(port, timeout)
                 except BackendUnavailable as exc:
+                    # never leave a server that did not become ready behind us
+                    self._kill_spawned()
                     last_error = str(exc)
-                    if self.requested_port:
+                    if self.requested_port or "Address already in use" not in self.log_tail():
                         raise
                     continue
                 self.port = port
@@ -200,6 +213,18 @@ class EmbeddedServer:
         if daemonize:
             self._process.wait(timeout=10)
 
+    def _kill_spawned(self) -> None:
+        pid = self._read_pid()
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait(5)
+        if pid and _pid_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 5
+            while _pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
+
     def _read_pid(self) -> int | None:
         try:
             return int((self.data_dir / "valkey.pid").read_text().strip())
@@ -207,7 +232,7 @@ class EmbeddedServer:
             return None
 
     def _wait_ready(self, port: int, timeout: float) -> None:
-        url = f"valkey://127.0.0.1:{port}/0"
+        url = self._url_for(port)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if _ping(url, timeout=0.2):

@@ -141,6 +141,10 @@ def checkpoint_event(
 ) -> CheckpointPut:
     """The event of a LangGraph ``put``: the checkpoint without its values, and a blob
     for each channel whose version is new (``empty`` when the channel has no value)."""
+    if not isinstance(checkpoint.get("id"), str) or not checkpoint["id"]:
+        raise ConfigError(
+            f'checkpoint["id"] must be a non-empty string, got {checkpoint.get("id")!r}'
+        )
     body = dict(checkpoint)
     values: dict[str, Any] = body.pop("channel_values", {}) or {}
     blobs = [
@@ -148,6 +152,9 @@ def checkpoint_event(
         for ch, ver in new_versions.items()
     ]
     meta = get_checkpoint_metadata(config, metadata)
+    for key in meta:
+        if not isinstance(key, str):
+            raise ConfigError(f"metadata keys must be strings, got {type(key).__name__}: {key!r}")
     run_id = meta.get("run_id")
     return CheckpointPut(
         ns=ns_of(config),

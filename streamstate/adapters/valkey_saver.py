@@ -32,6 +32,7 @@ from streamstate.eventlog._drive import acomplete, adrive, complete, drive
 from streamstate.eventlog.codec import Codec
 from streamstate.eventlog.keys import Keyspace
 from streamstate.eventlog.valkey import AsyncValkeyEventLog, RetryPolicy, ValkeyEventLog
+from streamstate.eventlog.valkey.log import DEFAULT_MAX_PAYLOAD
 from streamstate.projections.checkpoints import CheckpointView
 
 
@@ -68,6 +69,8 @@ class ValkeySaver(_SaverBase):
         prefix: Key prefix.
         codec: Codec for stored entries (compression, optional cipher).
         retry: Retry budget for connection errors.
+        max_payload_bytes: Refuse a checkpoint or write larger than this many bytes
+            (``PayloadTooLarge``) before sending it; ``None`` for no limit.
     """
 
     def __init__(
@@ -79,10 +82,13 @@ class ValkeySaver(_SaverBase):
         prefix: str = "ss",
         codec: Codec | None = None,
         retry: RetryPolicy | None = None,
+        max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD,
     ) -> None:
         super().__init__(serde=serde)
         self.client = client
-        self.log = ValkeyEventLog(client, retry=retry, **_log_args(codec, prefix))
+        self.log = ValkeyEventLog(
+            client, retry=retry, max_payload_bytes=max_payload_bytes, **_log_args(codec, prefix)
+        )
         self._make_core(self.log, ttl)
 
     @classmethod
@@ -227,10 +233,13 @@ class AsyncValkeySaver(_SaverBase, LoopBound):
         prefix: str = "ss",
         codec: Codec | None = None,
         retry: RetryPolicy | None = None,
+        max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD,
     ) -> None:
         super().__init__(serde=serde)
         self.client = client
-        self.log = AsyncValkeyEventLog(client, retry=retry, **_log_args(codec, prefix))
+        self.log = AsyncValkeyEventLog(
+            client, retry=retry, max_payload_bytes=max_payload_bytes, **_log_args(codec, prefix)
+        )
         self._make_core(self.log, ttl)
         self.bind_loop()
 

@@ -6,7 +6,9 @@ task ids escaped with :func:`~streamstate.eventlog.keys.escape`, so ``:`` separa
 * ``cps``    hash  ``ns:cid`` -> record: a 4-byte big-endian length, a plain msgpack header
   ``[filter, blob fields, parent, run]`` that server-side scripts read (their msgpack
   has no binary type), then the codec-encoded body ``(checkpoint, metadata)``.
-* ``idx``    zset  ``ns:cid`` (score 0: lexicographic order = checkpoint order).
+* ``idx``    zset  ``ns:<raw cid>`` (score 0): lexicographic order is the raw ids' order,
+  as LangGraph's in-memory saver sorts them; the escaped ``ns`` has no ``:``, so the
+  first ``:`` splits a member.
 * ``latest`` hash  ``ns`` -> greatest raw checkpoint id.
 * ``blobs``  hash  ``ns:channel:version`` -> codec-encoded ``(type, bytes)``, written once:
   an unchanged channel is never stored again.
@@ -21,6 +23,7 @@ from collections.abc import Sequence
 
 import msgspec
 
+from streamstate.errors import CodecError
 from streamstate.eventlog.codec import Codec
 from streamstate.eventlog.events import CheckpointPut, Event, ItemDeleted, ItemPut, WritesPut
 from streamstate.eventlog.keys import SessionKeys, escape
@@ -37,7 +40,10 @@ _header_decoder = msgspec.msgpack.Decoder(tuple[dict[str, str], list[str], str, 
 def decode_record(rec: bytes) -> tuple[dict[str, str], list[str], str, str, bytes]:
     """Split a stored record into ``(filter, blob fields, parent, run, body)``."""
     n = int.from_bytes(rec[:4], "big")
-    filter_, blobs, parent, run = _header_decoder.decode(rec[4 : 4 + n])
+    try:
+        filter_, blobs, parent, run = _header_decoder.decode(rec[4 : 4 + n])
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise CodecError(f"corrupt checkpoint record: {exc}", stage="msgpack") from exc
     return filter_, blobs, parent, run, rec[4 + n :]
 
 
@@ -54,6 +60,10 @@ def version_token(version: str | int | float) -> str:
 
 def cp_field(ns: str, cid: str) -> str:
     return f"{escape(ns)}:{escape(cid)}"
+
+
+def index_member(ns: str, cid: str) -> str:
+    return f"{escape(ns)}:{cid}"
 
 
 def blob_field(ns: str, channel: str, version: str | int | float) -> str:
@@ -108,7 +118,7 @@ class CheckpointView:
             for b in event.blobs
         ]
         ops.append(hset(keys.view("cps"), field, self.record(event, blob_fields)))
-        ops.append(zadd(keys.view("idx"), 0, field))
+        ops.append(zadd(keys.view("idx"), 0, index_member(ns, event.checkpoint_id)))
         ops.append(hmax(keys.view("latest"), escape(ns), event.checkpoint_id))
         return ops
 
@@ -194,9 +204,9 @@ local hi, lo = '+', '-'
 if one_ns then hi, lo = '(' .. ens .. ';', '[' .. ens .. ':' end
 if exact ~= '' then
   if not one_ns then return redis.error_reply('ERR exact checkpoint needs a namespace') end
-  hi, lo = '[' .. ens .. ':' .. esc(exact), '[' .. ens .. ':' .. esc(exact)
+  hi, lo = '[' .. ens .. ':' .. exact, '[' .. ens .. ':' .. exact
 elseif one_ns and before ~= '' then
-  hi = '(' .. ens .. ':' .. esc(before)
+  hi = '(' .. ens .. ':' .. before
 end
 if cursor ~= '' then hi = '(' .. cursor end
 
@@ -208,14 +218,14 @@ while #found < want and scanned < budget do
   for _, m in ipairs(members) do
     scanned = scanned + 1
     last = m
+    local sep = string.find(m, ':', 1, true)
+    local raw = m:sub(sep + 1)
+    local f = m:sub(1, sep) .. esc(raw)
     local ok = true
-    if (not one_ns) and before ~= '' then
-      local sep = string.find(m, ':', 1, true)
-      ok = m:sub(sep + 1) < esc(before)
-    end
+    if (not one_ns) and before ~= '' then ok = raw < before end
     local rec = nil
     if ok then
-      rec = redis.call('HGET', KEYS[1], m)
+      rec = redis.call('HGET', KEYS[1], f)
       ok = rec ~= nil and rec ~= false
     end
     if ok and #filters > 0 then
@@ -228,7 +238,7 @@ while #found < want and scanned < budget do
       end
     end
     if ok then
-      found[#found + 1] = tuple_of(m, rec)
+      found[#found + 1] = tuple_of(f, rec)
       if #found >= want then return {m, found} end
     end
   end

@@ -236,12 +236,6 @@ def test_tasks_on_one_async_saver_overlap_on_several_connections(valkey_url: str
     assert watcher.most > 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: from_conn_string(pool_size=N) builds a non-blocking pool; with more than N "
-    "concurrent calls valkey-py raises MaxConnectionsError (a ConnectionError), reported as "
-    "BackendUnavailable('Too many connections') while the server is fine",
-)
 def test_more_threads_than_pool_connections_wait_for_a_connection(valkey_url: str) -> None:
     errors: list[BaseException] = []
     # No retries: a waiting pool needs none, and retries would only hide some failures.
@@ -258,11 +252,6 @@ def test_more_threads_than_pool_connections_wait_for_a_connection(valkey_url: st
     assert errors == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: as the sync case: the asyncio pool of from_conn_string does not wait, "
-    "MaxConnectionsError becomes BackendUnavailable",
-)
 def test_more_tasks_than_pool_connections_wait_for_a_connection(valkey_url: str) -> None:
     errors: list[BaseException] = []
 

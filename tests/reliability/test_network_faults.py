@@ -200,11 +200,6 @@ def test_exhausted_budget_raises_backend_unavailable_in_bounded_time(
     assert time.monotonic() - started < bound
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: BackendUnavailable after an exhausted budget only repeats the last "
-    "connection error; it does not say that the call was retried, how often or for how long",
-)
 def test_exhausted_budget_message_says_what_was_tried(proxy: FaultProxy) -> None:
     policy = RetryPolicy(attempts=3, budget=1.5, max_wait=0.05)
     saver = ValkeySaver(sync_client(proxy), retry=policy)
@@ -214,12 +209,6 @@ def test_exhausted_budget_message_says_what_was_tried(proxy: FaultProxy) -> None
     assert "3 attempts" in str(info.value), str(info.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: from_conn_string('unix://...') gets no socket timeout (client_from_url sets "
-    "none and valkey-py's sync unix connection defaults to None), so a server that stops "
-    "answering blocks a call forever and RetryPolicy.budget never applies",
-)
 def test_from_conn_string_saver_does_not_hang_on_a_mute_unix_socket(tmp_path) -> None:
     """A listener that accepts and never answers: a hung server, or a stalled link."""
     path = tmp_path / "mute.sock"
@@ -248,11 +237,6 @@ def test_from_conn_string_saver_does_not_hang_on_a_mute_unix_socket(tmp_path) ->
     assert isinstance(outcome[0], BackendUnavailable)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: tail's XREAD BLOCK outlives a socket_timeout shorter than block_ms; an "
-    "idle log then raises BackendUnavailable instead of waiting until idle_timeout",
-)
 def test_tail_on_an_idle_log_respects_the_socket_timeout(module_server) -> None:
     client = valkey.Valkey.from_url(module_server.url, socket_timeout=0.5)
     log = ValkeyEventLog(client, retry=RetryPolicy(attempts=3, budget=3))

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from streamstate.errors import CodecError
+from streamstate.errors import CodecError, PayloadTooLarge
 from streamstate.eventlog.codec import Codec
 from streamstate.eventlog.contract import AppendResult
 from streamstate.eventlog.events import Event, LogEntry
@@ -216,6 +216,18 @@ def _script_for(
     if idempotent is None:
         idempotent = bool(guard or idempotency_key or skip_if_noop) or not encoded
     return ScriptCall(APPEND, keys, args, idempotent=idempotent)
+
+
+def check_payload(call: ScriptCall, limit: int | None) -> None:
+    """Refuse a call whose arguments exceed ``limit`` bytes, before it is sent."""
+    if limit is None:
+        return
+    size = sum(len(a) if isinstance(a, (bytes, str)) else 8 for a in call.args)
+    if size > limit:
+        raise PayloadTooLarge(
+            f"append of {size} bytes exceeds max_payload_bytes={limit}; raise the limit or "
+            "store less per checkpoint"
+        )
 
 
 def read_append(reply: Sequence[Any]) -> AppendResult:

@@ -7,6 +7,7 @@ and timeouts are retried with bounded, jittered backoff, and only for idempotent
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +52,18 @@ class _Transient(Exception):
         self.error = error
 
 
+def _gave_up(
+    exc: _Transient, attempts: int, started: float, policy: RetryPolicy
+) -> BackendUnavailable:
+    """The final error says what was tried, not only what failed last."""
+    elapsed = time.monotonic() - started
+    tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
+    return BackendUnavailable(
+        f"gave up after {tries} in {elapsed:.1f} s (retry budget {policy.attempts} attempts"
+        f" / {policy.budget:g} s): {exc.error}"
+    )
+
+
 @contextlib.contextmanager
 def map_errors(call: Call) -> Iterator[None]:
     """Translate valkey-py exceptions into streamstate's hierarchy."""
@@ -58,6 +71,11 @@ def map_errors(call: Call) -> Iterator[None]:
         yield
     except (vx.AuthenticationError, vx.AuthorizationError) as exc:
         raise BackendError(f"authentication failed: {exc}") from exc
+    except vx.MaxConnectionsError as exc:
+        # the pool is full, not the server down: retrying would only add load
+        raise BackendError(
+            f"connection pool exhausted ({exc}); raise pool_size or use a blocking pool"
+        ) from exc
     except (vx.ConnectionError, vx.TimeoutError, OSError) as exc:
         raise _Transient(BackendUnavailable(f"{type(exc).__name__}: {exc}")) from exc
     except (vx.ClusterDownError, vx.TryAgainError, vx.ReadOnlyError) as exc:
@@ -101,6 +119,15 @@ class _SentOnce:
         self.seen.add(command.args)
 
 
+def capped_block_ms(client: Any, block_ms: int) -> int:
+    """A blocking read must return before the client's socket timeout fires."""
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {}) or {}
+    timeout = kwargs.get("socket_timeout")
+    if not timeout:
+        return block_ms
+    return max(1, min(block_ms, int(timeout * 1000 * 0.8)))
+
+
 def check_client(client: Any) -> None:
     kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {}) or {}
     if kwargs.get("decode_responses"):
@@ -132,14 +159,17 @@ class ValkeyExecutor:
         for command in self.sent.pending(call):
             self.run(command)
             self.sent.done(command)
+        started, attempts = time.monotonic(), 0
         try:
             if not call.idempotent:
+                attempts = 1
                 return self._once(call)
             for attempt in Retrying(**_retrying_kwargs(self.retry)):
+                attempts += 1
                 with attempt:
                     return self._once(call)
         except _Transient as exc:
-            raise exc.error from exc.__cause__
+            raise _gave_up(exc, attempts, started, self.retry) from exc.__cause__
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _once(self, call: Call) -> Any:
@@ -165,14 +195,17 @@ class AsyncValkeyExecutor:
         for command in self.sent.pending(call):
             await self.run(command)
             self.sent.done(command)
+        started, attempts = time.monotonic(), 0
         try:
             if not call.idempotent:
+                attempts = 1
                 return await self._once(call)
             async for attempt in AsyncRetrying(**_retrying_kwargs(self.retry)):
+                attempts += 1
                 with attempt:
                     return await self._once(call)
         except _Transient as exc:
-            raise exc.error from exc.__cause__
+            raise _gave_up(exc, attempts, started, self.retry) from exc.__cause__
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _once(self, call: Call) -> Any:

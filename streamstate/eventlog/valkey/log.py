@@ -24,8 +24,12 @@ from streamstate.eventlog.valkey._exec import (
     AsyncValkeyExecutor,
     RetryPolicy,
     ValkeyExecutor,
+    capped_block_ms,
     is_cluster,
 )
+
+DEFAULT_MAX_PAYLOAD = 64 * 1024 * 1024
+"""Appends above this many bytes are refused before they are sent (``None``: no limit)."""
 
 
 class _LogConfig:
@@ -39,12 +43,14 @@ class _LogConfig:
         projections: Sequence[Projection],
         register_sessions: bool,
         cluster: bool = False,
+        max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD,
     ) -> None:
         self.keyspace = keyspace or Keyspace()
         self.codec = codec or Codec()
         self.projections: tuple[Projection, ...] = tuple(projections)
         self.register_sessions = register_sessions
         self.cluster = cluster
+        self.max_payload_bytes = max_payload_bytes
 
     def plan_append(
         self,
@@ -52,7 +58,7 @@ class _LogConfig:
         events: Sequence[Event],
         **kwargs: Any,
     ) -> core.ScriptCall:
-        return core.plan_append(
+        call = core.plan_append(
             self.keyspace,
             self.projections,
             self.codec,
@@ -62,6 +68,8 @@ class _LogConfig:
             cluster=self.cluster,
             **kwargs,
         )
+        core.check_payload(call, self.max_payload_bytes)
+        return call
 
     def plan_delete(self, session: SessionName) -> core.ScriptCall:
         return core.plan_delete(self.keyspace, self.projections, session, cluster=self.cluster)
@@ -69,7 +77,7 @@ class _LogConfig:
     def plan_replace(
         self, session: SessionName, events: Sequence[Event], **kwargs: Any
     ) -> core.ScriptCall:
-        return core.plan_replace(
+        call = core.plan_replace(
             self.keyspace,
             self.projections,
             self.codec,
@@ -79,6 +87,8 @@ class _LogConfig:
             cluster=self.cluster,
             **kwargs,
         )
+        core.check_payload(call, self.max_payload_bytes)
+        return call
 
 
 class ValkeyEventLog(_LogConfig):
@@ -91,6 +101,8 @@ class ValkeyEventLog(_LogConfig):
         codec: Encoding pipeline for events (default msgpack + zstd).
         projections: Views updated atomically with every append.
         retry: Budget for retrying connection errors on idempotent calls.
+        max_payload_bytes: Refuse (``PayloadTooLarge``) an append larger than this,
+            before anything is sent; ``None`` for no limit.
     """
 
     def __init__(
@@ -102,6 +114,7 @@ class ValkeyEventLog(_LogConfig):
         projections: Sequence[Projection] = (),
         retry: RetryPolicy | None = None,
         register_sessions: bool = True,
+        max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD,
     ) -> None:
         super().__init__(
             keyspace=keyspace,
@@ -109,6 +122,7 @@ class ValkeyEventLog(_LogConfig):
             projections=projections,
             register_sessions=register_sessions,
             cluster=is_cluster(client),
+            max_payload_bytes=max_payload_bytes,
         )
         self.executor = ValkeyExecutor(client, retry)
         self.run = self.executor.run
@@ -166,7 +180,7 @@ class ValkeyEventLog(_LogConfig):
             self.codec,
             session,
             from_id,
-            block_ms=block_ms,
+            block_ms=capped_block_ms(self.client, block_ms),
             idle_timeout=idle_timeout,
             strict=strict,
         )
@@ -192,7 +206,7 @@ class ValkeyEventLog(_LogConfig):
             group,
             consumer,
             count=count,
-            block_ms=block_ms,
+            block_ms=None if block_ms is None else capped_block_ms(self.client, block_ms),
             strict=strict,
         )
         return complete(flow, self.run)
@@ -236,6 +250,7 @@ class AsyncValkeyEventLog(_LogConfig):
         projections: Sequence[Projection] = (),
         retry: RetryPolicy | None = None,
         register_sessions: bool = True,
+        max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD,
     ) -> None:
         super().__init__(
             keyspace=keyspace,
@@ -243,6 +258,7 @@ class AsyncValkeyEventLog(_LogConfig):
             projections=projections,
             register_sessions=register_sessions,
             cluster=is_cluster(client),
+            max_payload_bytes=max_payload_bytes,
         )
         self.executor = AsyncValkeyExecutor(client, retry)
         self.run = self.executor.run
@@ -300,7 +316,7 @@ class AsyncValkeyEventLog(_LogConfig):
             self.codec,
             session,
             from_id,
-            block_ms=block_ms,
+            block_ms=capped_block_ms(self.client, block_ms),
             idle_timeout=idle_timeout,
             strict=strict,
         )
@@ -328,7 +344,7 @@ class AsyncValkeyEventLog(_LogConfig):
             group,
             consumer,
             count=count,
-            block_ms=block_ms,
+            block_ms=None if block_ms is None else capped_block_ms(self.client, block_ms),
             strict=strict,
         )
         return await acomplete(flow, self.run)
