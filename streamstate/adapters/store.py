@@ -1,0 +1,260 @@
+"""LangGraph stores on the event log: ``ValkeyStore`` and ``AsyncValkeyStore``.
+
+Every put and delete is an event (``ItemPut`` / ``ItemDeleted``) on the stream of the
+store's session, ``("store", collection_name)``; the item views are updated in the same
+atomic script (``streamstate.projections.items``) and the vector index is an in-process
+projection of the same stream (``streamstate.projections.vectors``).
+
+Both classes run the same flows from ``_store_core``; a shell only executes them (log
+calls, and embeddings through the sync or the async API). Methods appear in the same
+order in both classes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+import valkey
+import valkey.asyncio
+from langgraph.store.base import BaseStore, Op, Result, TTLConfig
+
+from streamstate.adapters import _store_core as core
+from streamstate.adapters._store_core import EmbedDocuments, EmbedQueries, ValkeyIndexConfig
+from streamstate.connection import async_client_from_url, client_from_url
+from streamstate.eventlog._drive import acomplete, complete
+from streamstate.eventlog.keys import Keyspace
+from streamstate.eventlog.valkey import AsyncValkeyEventLog, ValkeyEventLog
+from streamstate.projections.items import ItemsProjection
+
+__all__ = ["AsyncValkeyStore", "ValkeyIndexConfig", "ValkeyStore"]
+
+
+class _StoreConfig(BaseStore):
+    """What both shells share: settings, TTL support and the core."""
+
+    supports_ttl = True
+
+    def _configure(
+        self,
+        log: ValkeyEventLog | AsyncValkeyEventLog,
+        index: ValkeyIndexConfig | None,
+        ttl: TTLConfig | None,
+    ) -> None:
+        settings = core.resolve_settings(log.keyspace, index, ttl)
+        self.index_config = index
+        self.ttl_config = ttl
+        self.embeddings = settings.embeddings
+        self._core = core.StoreCore(settings, log.keyspace, log.codec, log.plan_append)
+
+    @property
+    def session(self) -> tuple[str, str]:
+        """The log session holding this store's events."""
+        return self._core.settings.session
+
+
+class ValkeyStore(_StoreConfig):
+    """A LangGraph ``BaseStore`` whose puts and deletes are events on a Valkey stream.
+
+    Args:
+        client: A ``valkey.Valkey`` client created with ``decode_responses=False``.
+        index: Semantic search settings (``dims``, ``embed``, ``fields``, ...); without
+            it, ``search`` filters but does not rank by similarity.
+        ttl: ``default_ttl`` (minutes) and ``refresh_on_read``; expired items are never
+            returned.
+        keyspace: Key prefix (default ``ss``).
+
+    Raises:
+        ConfigError: a bad ``index`` or ``ttl`` setting (the message names the key).
+    """
+
+    def __init__(
+        self,
+        client: valkey.Valkey,
+        *,
+        index: ValkeyIndexConfig | None = None,
+        ttl: TTLConfig | None = None,
+        keyspace: Keyspace | None = None,
+    ) -> None:
+        self._log = ValkeyEventLog(client, keyspace=keyspace, projections=[ItemsProjection()])
+        self._configure(self._log, index, ttl)
+
+    @classmethod
+    @contextmanager
+    def from_conn_string(
+        cls,
+        url: str | None = None,
+        *,
+        index: ValkeyIndexConfig | None = None,
+        ttl: TTLConfig | None = None,
+        pool_size: int = 10,
+    ) -> Iterator[ValkeyStore]:
+        """A store on a new client for ``url`` (no URL: the embedded server).
+
+        The vector index snapshot is saved and the client closed on exit.
+        """
+        client = client_from_url(url, pool_size=pool_size)
+        try:
+            store = cls(client, index=index, ttl=ttl)
+            yield store
+            store.close()
+        finally:
+            client.close()
+
+    @classmethod
+    @contextmanager
+    def from_pool(
+        cls,
+        pool: valkey.ConnectionPool,
+        *,
+        index: ValkeyIndexConfig | None = None,
+        ttl: TTLConfig | None = None,
+    ) -> Iterator[ValkeyStore]:
+        """A store on an existing connection pool (left open on exit)."""
+        client = valkey.Valkey(connection_pool=pool)
+        try:
+            store = cls(client, index=index, ttl=ttl)
+            yield store
+            store.close()
+        finally:
+            client.close()
+
+    def setup(self) -> None:
+        """Idempotent; loads the vector index (snapshot, then the log's tail) if any."""
+        complete(self._core.setup(), self._run)
+
+    def save_vectors(self, *, force: bool = False) -> bool:
+        """Write the vector index snapshot now; False if nothing was written."""
+        return complete(self._core.save_vectors(force=force), self._run)
+
+    def close(self) -> None:
+        """Save the vector index snapshot if it has unsaved entries."""
+        self.save_vectors()
+
+    def batch(self, ops: Iterable[Op]) -> list[Result]:
+        return complete(self._core.batch(ops, time.time()), self._run)
+
+    async def abatch(self, ops: Iterable[Op]) -> list[Result]:
+        return await asyncio.get_running_loop().run_in_executor(None, self.batch, list(ops))
+
+    def _run(self, step: Any) -> Any:
+        if isinstance(step, EmbedDocuments):
+            return self._core.settings.embeddings.embed_documents(step.texts)  # type: ignore[union-attr]
+        if isinstance(step, EmbedQueries):
+            embeddings = self._core.settings.embeddings
+            return [embeddings.embed_query(text) for text in step.texts]  # type: ignore[union-attr]
+        return self._log.run(step)
+
+
+class AsyncValkeyStore(_StoreConfig):
+    """The asyncio twin of :class:`ValkeyStore` (same arguments, awaitable methods).
+
+    Its sync methods (``get``, ``put``, ...) work from any thread but the event loop's
+    own: they run the async ones on that loop and wait.
+    """
+
+    def __init__(
+        self,
+        client: valkey.asyncio.Valkey,
+        *,
+        index: ValkeyIndexConfig | None = None,
+        ttl: TTLConfig | None = None,
+        keyspace: Keyspace | None = None,
+    ) -> None:
+        self._log = AsyncValkeyEventLog(client, keyspace=keyspace, projections=[ItemsProjection()])
+        self._configure(self._log, index, ttl)
+        try:
+            self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self.loop = None
+
+    @classmethod
+    @asynccontextmanager
+    async def from_conn_string(
+        cls,
+        url: str | None = None,
+        *,
+        index: ValkeyIndexConfig | None = None,
+        ttl: TTLConfig | None = None,
+        pool_size: int = 10,
+    ) -> AsyncIterator[AsyncValkeyStore]:
+        """A store on a new client for ``url`` (no URL: the embedded server).
+
+        The vector index snapshot is saved and the client closed on exit.
+        """
+        client = async_client_from_url(url, pool_size=pool_size)
+        try:
+            store = cls(client, index=index, ttl=ttl)
+            yield store
+            await store.close()
+        finally:
+            await client.aclose()
+
+    @classmethod
+    @asynccontextmanager
+    async def from_pool(
+        cls,
+        pool: valkey.asyncio.ConnectionPool,
+        *,
+        index: ValkeyIndexConfig | None = None,
+        ttl: TTLConfig | None = None,
+    ) -> AsyncIterator[AsyncValkeyStore]:
+        """A store on an existing connection pool (left open on exit)."""
+        client = valkey.asyncio.Valkey(connection_pool=pool)
+        try:
+            store = cls(client, index=index, ttl=ttl)
+            yield store
+            await store.close()
+        finally:
+            await client.aclose()
+
+    async def setup(self) -> None:
+        """Idempotent; loads the vector index (snapshot, then the log's tail) if any."""
+        await acomplete(self._core.setup(), self._run)
+
+    async def save_vectors(self, *, force: bool = False) -> bool:
+        """Write the vector index snapshot now; False if nothing was written."""
+        return await acomplete(self._core.save_vectors(force=force), self._run)
+
+    async def close(self) -> None:
+        """Save the vector index snapshot if it has unsaved entries."""
+        await self.save_vectors()
+
+    def batch(self, ops: Iterable[Op]) -> list[Result]:
+        loop = _loop_of(self)
+        return asyncio.run_coroutine_threadsafe(self.abatch(list(ops)), loop).result()
+
+    async def abatch(self, ops: Iterable[Op]) -> list[Result]:
+        if self.loop is None:
+            self.loop = asyncio.get_running_loop()
+        return await acomplete(self._core.batch(ops, time.time()), self._run)
+
+    async def _run(self, step: Any) -> Any:
+        if isinstance(step, EmbedDocuments):
+            return await self._core.settings.embeddings.aembed_documents(step.texts)  # type: ignore[union-attr]
+        if isinstance(step, EmbedQueries):
+            embeddings = self._core.settings.embeddings
+            return await asyncio.gather(*(embeddings.aembed_query(t) for t in step.texts))  # type: ignore[union-attr]
+        return await self._log.run(step)
+
+
+def _loop_of(store: AsyncValkeyStore) -> asyncio.AbstractEventLoop:
+    """The loop a sync call must run on, refusing calls that would deadlock it."""
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if store.loop is None:
+        raise RuntimeError(
+            "AsyncValkeyStore's sync methods need the store's event loop running in another "
+            "thread; create the store inside that loop, or use ValkeyStore"
+        )
+    if running is store.loop:
+        raise asyncio.InvalidStateError(
+            "Synchronous calls to AsyncValkeyStore from its own event loop would block it; "
+            "use the async methods (aget, aput, asearch, ...) there"
+        )
+    return store.loop

@@ -1,0 +1,166 @@
+"""The in-process vector index: apply, rank, snapshots, and rebuild == live."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+import numpy as np
+import pytest
+import valkey
+from langgraph.store.base import PutOp
+
+from streamstate.adapters.store import ValkeyStore
+from streamstate.eventlog.events import FieldVector, ItemDeleted, ItemPut, LogEntry, WritesPut
+from streamstate.projections import vectors as vv
+from streamstate.projections.items import member
+
+DIMS = 8
+
+
+def vec(seed: int | str) -> list[float]:
+    rng = random.Random(hashlib.sha256(str(seed).encode()).digest())
+    return [rng.uniform(-1, 1) for _ in range(DIMS)]
+
+
+def put(ns: tuple[str, ...], key: str, *seeds: int | str) -> ItemPut:
+    return ItemPut(
+        ns,
+        key,
+        b"\x80",
+        0.0,
+        0.0,
+        None,
+        [FieldVector(f"f{i}", vec(s)) for i, s in enumerate(seeds)],
+    )
+
+
+def entries(*events: object) -> list[LogEntry]:
+    return [LogEntry(f"1-{i}", e) for i, e in enumerate(events)]  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_rank_is_exact_max_pooled_and_follows_deletes(kind: str) -> None:
+    index = vv.VectorIndex(vv.IndexSpec(DIMS, kind))  # type: ignore[arg-type]
+    log = entries(
+        put(("a",), "one", 1),
+        put(("a", "b"), "two", 2, 3),
+        put(("c",), "three", 4),
+        put(("a",), "one", 5),  # re-put replaces the vectors
+        ItemDeleted(("c",), "three"),
+        WritesPut("", "cp", "t", "", []),  # ignored
+    )
+    assert index.apply_entries(log) == 6
+    assert index.apply_entries(log) == 0  # applying again changes nothing
+    assert index.last_id == "1-5" and len(index) == 3
+    ranked = index.rank(vec(3), None, 10)
+    assert ranked.exhausted
+    assert [m for m, _ in ranked.items] == [member(("a", "b"), "two"), member(("a",), "one")]
+    assert ranked.items[0][1] == pytest.approx(1.0)
+    assert ranked.items[1][1] == pytest.approx(
+        vv.similarity("cosine", np.array(vec(3)), np.array([vec(5)]))[0], abs=1e-6
+    )
+    assert [m for m, _ in index.rank(vec(3), b"a\x00b", 10).items] == [member(("a", "b"), "two")]
+    assert index.rank(vec(3), b"c", 10).items == []
+    top = index.rank(vec(3), None, 1)
+    assert len(top.items) == 1 and not top.exhausted
+
+
+def test_hnsw_recall_against_exact() -> None:
+    rng = np.random.default_rng(7)
+    data = rng.standard_normal((3000, 32))
+    spec = vv.IndexSpec(32, "hnsw", ef_search=128)
+    hnsw, flat = vv.VectorIndex(spec), vv.VectorIndex(vv.IndexSpec(32, "flat"))
+    log = [
+        LogEntry(
+            f"1-{i}",
+            ItemPut(("n",), str(i), b"\x80", 0.0, 0.0, None, [FieldVector("v", v.tolist())]),
+        )
+        for i, v in enumerate(data)
+    ]
+    hnsw.apply_entries(log)
+    flat.apply_entries(log)
+    old = vv.EXACT_BELOW
+    vv.EXACT_BELOW = 0
+    try:
+        hits = 0
+        for q in rng.standard_normal((50, 32)):
+            got = {m for m, _ in hnsw.rank(q.tolist(), None, 10).items}
+            want = {m for m, _ in flat.rank(q.tolist(), None, 10).items}
+            hits += len(got & want)
+    finally:
+        vv.EXACT_BELOW = old
+    assert hits / 500 >= 0.95
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_snapshot_round_trip(kind: str) -> None:
+    spec = vv.IndexSpec(DIMS, kind)  # type: ignore[arg-type]
+    index = vv.VectorIndex(spec)
+    index.apply_entries(
+        entries(
+            *(put(("s", str(i % 3)), str(i), i, -i) for i in range(40)),
+            ItemDeleted(("s", "1"), "4"),
+        )
+    )
+    fields = index.to_snapshot()
+    assert index.unsaved == 0
+    restored = vv.VectorIndex.from_snapshot(spec, fields)
+    assert (
+        restored is not None and restored.last_id == index.last_id and len(restored) == len(index)
+    )
+    for q in range(5):
+        for prefix in (None, b"s\x001"):
+            assert restored.rank(vec(q), prefix, 7) == index.rank(vec(q), prefix, 7)
+    # a restored index goes on applying the log
+    restored.apply(("2-0"), put(("s", "9"), "new", 100))
+    assert restored.rank(vec(100), None, 1).items[0][0] == member(("s", "9"), "new")
+    assert vv.VectorIndex.from_snapshot(vv.IndexSpec(DIMS, kind, "l2"), fields) is None  # type: ignore[arg-type]
+    assert vv.VectorIndex.from_snapshot(spec, {}) is None
+
+
+def embed(texts: list[str]) -> list[list[float]]:
+    return [vec(t) for t in texts]
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_rebuild_from_the_log_gives_the_live_search(
+    valkey_url: str, sid: str, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(vv, "EXACT_BELOW", 0)
+    cfg = {
+        "dims": DIMS,
+        "embed": embed,
+        "fields": ["text", "tags[*]"],
+        "collection_name": sid,
+        "index_type": kind,
+        "hnsw_ef_runtime": 500,
+    }
+    writer = ValkeyStore(valkey.Valkey.from_url(valkey_url), index=cfg)  # type: ignore[arg-type]
+    reader = ValkeyStore(valkey.Valkey.from_url(valkey_url), index=cfg)  # type: ignore[arg-type]
+    rng = random.Random(3)
+    for i in range(150):
+        ns = ("v", str(rng.randrange(4)))
+        op = PutOp(
+            ns,
+            str(rng.randrange(60)),
+            {"text": f"t{rng.randrange(80)}", "tags": [f"g{i % 9}"]},
+            index=rng.choice([None, None, False, ["text"]]),
+        )
+        if rng.random() < 0.15:
+            op = PutOp(ns, op.key, None)
+        (writer if i % 2 else reader).batch([op])
+        if i % 40 == 0:
+            reader.search(("v",), query="t1")  # the reader catches up as it goes
+    reader.search(("v",), query="t1")
+    live = reader._core.vectors
+    assert live is not None
+    rebuilt = vv.VectorIndex(live.spec)
+    rebuilt.apply_entries(reader._log.read(reader.session))
+    assert rebuilt.last_id == live.last_id and len(rebuilt) == len(live)
+    for q in ["t1", "t5", "g3", "t40"]:
+        for prefix in (None, b"v\x002"):
+            want = live.rank(vec(q), prefix, 10).items
+            got = rebuilt.rank(vec(q), prefix, 10).items
+            assert [m for m, _ in got] == [m for m, _ in want]
+            assert [s for _, s in got] == pytest.approx([s for _, s in want], abs=1e-5)
