@@ -7,6 +7,7 @@ failure while decoding becomes :class:`~streamstate.errors.CodecError` naming th
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Protocol, TypeVar
 
 import msgspec
@@ -35,18 +36,29 @@ class Cipher(Protocol):
 
 
 class Zstd:
-    """zstd at a fast level; contexts are created per call so a Zstd is thread-safe."""
+    """zstd at a fast level. zstd contexts are not thread-safe and costly to create, so
+    each thread keeps its own."""
 
     def __init__(self, level: int = 3) -> None:
         self.level = level
+        self._local = threading.local()
+
+    def _contexts(self) -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
+        ctx = getattr(self._local, "ctx", None)
+        if ctx is None:
+            ctx = self._local.ctx = (
+                zstandard.ZstdCompressor(level=self.level),
+                zstandard.ZstdDecompressor(),
+            )
+        return ctx
 
     def compress(self, data: bytes) -> bytes:
-        return zstandard.ZstdCompressor(level=self.level).compress(data)
+        return self._contexts()[0].compress(data)
 
     def decompress(self, data: bytes) -> bytes:
         # Frames written by compress() carry their content size; cap what a corrupt
         # frame can make us allocate.
-        return zstandard.ZstdDecompressor().decompress(data, max_output_size=1 << 30)
+        return self._contexts()[1].decompress(data, max_output_size=1 << 30)
 
 
 class Codec:

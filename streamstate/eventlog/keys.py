@@ -8,6 +8,7 @@ escaping is injective, so no id can name another session's keys.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -18,10 +19,13 @@ from streamstate.errors import ConfigError
 SessionName = str | Sequence[str]
 
 _SAFE = "-_.~"
+_PLAIN = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch
 
 
 def escape(part: str) -> str:
     """Escape one id for use inside a key (injective, glob- and tag-safe)."""
+    if type(part) is str and _PLAIN(part) is not None:  # uuids, channel names: hot path
+        return part
     if not isinstance(part, str):
         raise ConfigError(f"ids must be strings, got {type(part).__name__}: {part!r}")
     return quote(part, safe=_SAFE)
@@ -29,7 +33,7 @@ def escape(part: str) -> str:
 
 def unescape(part: str) -> str:
     """Invert :func:`escape`."""
-    return unquote(part)
+    return unquote(part) if "%" in part else part
 
 
 def session_parts(session: SessionName) -> tuple[str, ...]:

@@ -36,7 +36,6 @@ from langgraph.checkpoint.serde.jsonplus import (
 
 from streamstate.adapters.valkey_saver import ValkeySaver
 from streamstate.errors import (
-    BackendUnavailable,
     CodecError,
     ConfigError,
     PayloadTooLarge,

@@ -107,11 +107,13 @@ def plan_append(
     if ttl is not None:
         ms = ttl_ms(ttl)
         ops.extend(pexpire(k, ms) for k in session_key_set(sk, projections))
-    ops, before = split_foreign(sk, ops) if cluster else (ops, ())
+    before: tuple[Command, ...] = ()
+    if cluster:
+        ops, before = split_foreign(sk, ops)
     call = _script_for(
         sk, encoded, ops, guard=guard, idempotency_key=idempotency_key, skip_if_noop=skip_if_noop
     )
-    return replace(call, before=before)
+    return replace(call, before=before) if before else call
 
 
 def split_foreign(sk: SessionKeys, ops: Sequence[Op]) -> tuple[list[Op], tuple[Command, ...]]:

@@ -6,7 +6,9 @@ and timeouts are retried with bounded, jittered backoff, and only for idempotent
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -137,13 +139,24 @@ def check_client(client: Any) -> None:
         )
 
 
-def _retrying_kwargs(policy: RetryPolicy) -> dict[str, Any]:
+def _retrying_kwargs(policy: RetryPolicy, started: float) -> dict[str, Any]:
+    """Tenacity settings for the retries after a first failed try at ``started``."""
+    remaining = max(0.0, policy.budget - (time.monotonic() - started))
     return {
-        "stop": stop_after_attempt(policy.attempts) | stop_after_delay(policy.budget),
+        "stop": stop_after_attempt(max(1, policy.attempts - 1)) | stop_after_delay(remaining),
         "wait": wait_random_exponential(multiplier=policy.initial_wait, max=policy.max_wait),
         "retry": retry_if_exception_type(_Transient),
         "reraise": True,
     }
+
+
+def _may_retry(policy: RetryPolicy, started: float) -> bool:
+    return policy.attempts > 1 and time.monotonic() - started < policy.budget
+
+
+def _first_wait(policy: RetryPolicy) -> float:
+    """Jittered pause before the first retry (tenacity waits only between its own tries)."""
+    return random.uniform(0, policy.initial_wait)
 
 
 class ValkeyExecutor:
@@ -159,12 +172,16 @@ class ValkeyExecutor:
         for command in self.sent.pending(call):
             self.run(command)
             self.sent.done(command)
-        started, attempts = time.monotonic(), 0
+        started = time.monotonic()
         try:
-            if not call.idempotent:
-                attempts = 1
-                return self._once(call)
-            for attempt in Retrying(**_retrying_kwargs(self.retry)):
+            return self._once(call)  # the common case pays nothing for retries
+        except _Transient as first:
+            if not call.idempotent or not _may_retry(self.retry, started):
+                raise _gave_up(first, 1, started, self.retry) from first.__cause__
+        attempts = 1
+        time.sleep(_first_wait(self.retry))
+        try:
+            for attempt in Retrying(**_retrying_kwargs(self.retry, started)):
                 attempts += 1
                 with attempt:
                     return self._once(call)
@@ -195,12 +212,16 @@ class AsyncValkeyExecutor:
         for command in self.sent.pending(call):
             await self.run(command)
             self.sent.done(command)
-        started, attempts = time.monotonic(), 0
+        started = time.monotonic()
         try:
-            if not call.idempotent:
-                attempts = 1
-                return await self._once(call)
-            async for attempt in AsyncRetrying(**_retrying_kwargs(self.retry)):
+            return await self._once(call)
+        except _Transient as first:
+            if not call.idempotent or not _may_retry(self.retry, started):
+                raise _gave_up(first, 1, started, self.retry) from first.__cause__
+        attempts = 1
+        await asyncio.sleep(_first_wait(self.retry))
+        try:
+            async for attempt in AsyncRetrying(**_retrying_kwargs(self.retry, started)):
                 attempts += 1
                 with attempt:
                     return await self._once(call)
