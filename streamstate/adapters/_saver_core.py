@@ -35,9 +35,9 @@ from streamstate.adapters._checkpoints import (
     thread_of,
     writes_event,
 )
-from streamstate.errors import ConfigError
+from streamstate.errors import CodecError, ConfigError
 from streamstate.eventlog._drive import Emit, Flow
-from streamstate.eventlog.events import Blob, CheckpointPut, Typed, Write, WritesPut
+from streamstate.eventlog.events import Blob, CheckpointPut, Event, Typed, Write, WritesPut
 from streamstate.eventlog.keys import SessionKeys, escape, parse_session_tag, unescape
 from streamstate.eventlog.ops import Op, sadd
 from streamstate.eventlog.valkey import _core as logcore
@@ -50,6 +50,7 @@ from streamstate.projections.checkpoints import (
     CheckpointView,
     cp_field,
     decode_record,
+    decode_write,
 )
 
 LIST_PAGE_SIZE = 50
@@ -140,8 +141,9 @@ class SaverCore:
     # get_tuple ----------------------------------------------------------------------
 
     def view_keys(self, thread: Thread) -> list[str]:
+        """The checkpoint views, then the log the views point into (KEYS[7] of the scripts)."""
         keys = self.keys(thread)
-        return [keys.view(v) for v in VIEWS]
+        return [*(keys.view(v) for v in VIEWS), keys.log]
 
     def plan_get_tuple(self, config: RunnableConfig) -> tuple[Thread, str, logcore.ScriptCall]:
         thread = self.thread(config)
@@ -155,12 +157,12 @@ class SaverCore:
     ) -> CheckpointTuple | None:
         if not raw:
             return None
-        field, rec, blob_values, write_fields, write_values = raw
+        field, rec, head, blob_values, write_fields, write_records, write_values = raw
         ens, ecid = text(field).split(":", 1)
         ns, cid = unescape(ens), unescape(ecid)
-        _filter, blob_fields, parent, _run, body = decode_record(rec)
-        cp_typed, meta_typed = self.view.codec.decode(body, tuple[Typed, Typed])
-        checkpoint = serde.loads_typed(cp_typed)
+        _filter, blob_fields, parent, _run = decode_record(rec)
+        event = self.head(head, thread, cid)
+        checkpoint = serde.loads_typed(event.checkpoint)
         values: dict[str, Any] = {}
         for bf, blob in zip(blob_fields, blob_values):
             if blob:  # missing (None) or empty (b"") channels are left out
@@ -171,24 +173,49 @@ class SaverCore:
         return CheckpointTuple(
             config=thread.config(ns, cid),
             checkpoint=checkpoint,
-            metadata=serde.loads_typed(meta_typed),
+            metadata=serde.loads_typed(event.metadata),
             parent_config=thread.config(ns, parent) if parent else None,
-            pending_writes=self.read_writes(write_fields, write_values, serde),
+            pending_writes=self.read_writes(write_fields, write_records, write_values, serde),
         )
 
-    def read_writes(
-        self, fields: Sequence[Any], values: Sequence[Any], serde: SerializerProtocol
-    ) -> list[PendingWrite]:
+    def head(self, raw: Any, thread: Thread, cid: str) -> CheckpointPut:
+        """The checkpoint's own log entry (its values live in the entry's other fields)."""
+        if not raw:
+            raise CodecError(
+                f"checkpoint {cid!r} of thread {thread.thread_id!r} points at a log entry "
+                "that is gone (was the log trimmed?)"
+            )
+        event = self.view.codec.decode(raw, Event)
+        if not isinstance(event, CheckpointPut):
+            raise CodecError(f"checkpoint {cid!r} points at a {type(event).__name__} entry")
+        return event
+
+    def raw_writes(
+        self, fields: Sequence[Any], records: Sequence[Any], values: Sequence[Any]
+    ) -> list[tuple[str, int, str, str, Typed]]:
+        """``(task_id, idx, task_path, channel, value)`` in LangGraph's write order."""
         rows = []
-        for f, v in zip(fields, values):
-            if v is None:
+        for f, rec, v in zip(fields, records, values):
+            if not rec or not v:
                 continue
             parts = text(f).split(":")
             task_id, idx = unescape(parts[2]), int(parts[3])
-            task_path, channel, kind, data = self.view.codec.decode(v, tuple[str, str, str, bytes])
-            rows.append((writes_sort_key(task_path, task_id, idx), task_id, channel, (kind, data)))
-        rows.sort(key=lambda r: r[0])
-        return [(task_id, channel, serde.loads_typed(typed)) for _, task_id, channel, typed in rows]
+            task_path, channel = decode_write(rec)
+            rows.append((task_id, idx, task_path, channel, self.view.codec.decode(v, Typed)))
+        rows.sort(key=lambda r: writes_sort_key(r[2], r[0], r[1]))
+        return rows
+
+    def read_writes(
+        self,
+        fields: Sequence[Any],
+        records: Sequence[Any],
+        values: Sequence[Any],
+        serde: SerializerProtocol,
+    ) -> list[PendingWrite]:
+        return [
+            (task_id, channel, serde.loads_typed(value))
+            for task_id, _idx, _path, channel, value in self.raw_writes(fields, records, values)
+        ]
 
     # list -----------------------------------------------------------------------------
 
@@ -302,8 +329,8 @@ class SaverCore:
         # steps are ancestors newest first; a channel collects writes up to and including
         # the ancestor holding its seed, and the result runs oldest first
         for step_no in range(len(steps), 0, -1):
-            _cid, wf, wv = steps[step_no - 1]
-            for w in self.read_writes(wf, wv, serde):
+            _cid, wf, wr, wv = steps[step_no - 1]
+            for w in self.read_writes(wf, wr, wv, serde):
                 if w[1] in collected and step_no <= seed_step.get(w[1], len(steps)):
                     collected[w[1]].append(w)
         result: dict[str, DeltaChannelHistory] = {}
@@ -393,13 +420,14 @@ class SaverCore:
         events: list[Any] = []
         emitted: set[str] = set()
         codec = self.view.codec
-        for field, rec, blob_values, wf, wv in rows:
+        for field, rec, head, blob_values, wf, wr, wv in rows:
             ens, ecid = text(field).split(":", 1)
             ns, cid = unescape(ens), unescape(ecid)
-            filter_, blob_fields, parent, run, body = decode_record(rec)
+            filter_, blob_fields, parent, run = decode_record(rec)
             if not keep(ns, cid, run):
                 continue
-            cp_typed, meta_typed = codec.decode(body, tuple[Typed, Typed])
+            stored = self.head(head, Thread("?"), cid)
+            cp_typed, meta_typed = stored.checkpoint, stored.metadata
             versions = [_parse_blob_field(bf) for bf in blob_fields]
             blobs = []
             for bf, (ch, ver), value in zip(blob_fields, versions, blob_values):
@@ -423,15 +451,8 @@ class SaverCore:
                 )
             )
             by_task: dict[str, tuple[str, list[Write]]] = {}
-            for f, v in zip(wf, wv):
-                if v is None:
-                    continue
-                parts = text(f).split(":")
-                task_id, idx = unescape(parts[2]), int(parts[3])
-                task_path, channel, kind, data = codec.decode(v, tuple[str, str, str, bytes])
-                by_task.setdefault(task_id, (task_path, []))[1].append(
-                    Write(idx, channel, (kind, data))
-                )
+            for task_id, idx, task_path, channel, value in self.raw_writes(wf, wr, wv):
+                by_task.setdefault(task_id, (task_path, []))[1].append(Write(idx, channel, value))
             for task_id, (task_path, writes) in by_task.items():
                 events.append(WritesPut(ns, cid, task_id, task_path, writes, time.time()))
         return events

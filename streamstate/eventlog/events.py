@@ -111,3 +111,40 @@ class LogEntry(NamedTuple):
 def event_kind(event: Event) -> str:
     """The event's stable tag (``cp``, ``wr``, ``ip``, ``id``)."""
     return type(event).__struct_config__.tag  # type: ignore[return-value]
+
+
+# -- values stored beside the event --------------------------------------------------
+#
+# A backend may store an event's channel and write values apart from the rest of it (the
+# Valkey log keeps each in its own stream field, so views can point at one value instead
+# of holding a second copy). ``detach`` and ``attach`` are the two directions; a detached
+# event carries ``EMPTY`` in place of each value.
+
+EMPTY: Typed = ("", b"")
+
+
+def detach(event: Event) -> tuple[Event, list[Typed]]:
+    """Split the event's values off, in a fixed order (blobs, or writes, by position)."""
+    match event:
+        case CheckpointPut(blobs=blobs) if blobs:
+            bare = [Blob(b.channel, b.version, EMPTY) for b in blobs]
+            return msgspec.structs.replace(event, blobs=bare), [b.value for b in blobs]
+        case WritesPut(writes=writes) if writes:
+            bare_w = [Write(w.idx, w.channel, EMPTY) for w in writes]
+            return msgspec.structs.replace(event, writes=bare_w), [w.value for w in writes]
+        case _:
+            return event, []
+
+
+def attach(event: Event, values: list[Typed]) -> Event:
+    """Invert :func:`detach`."""
+    if not values:
+        return event
+    match event:
+        case CheckpointPut(blobs=blobs) if len(blobs) == len(values):
+            full = [Blob(b.channel, b.version, v) for b, v in zip(blobs, values)]
+            return msgspec.structs.replace(event, blobs=full)
+        case WritesPut(writes=writes) if len(writes) == len(values):
+            full_w = [Write(w.idx, w.channel, v) for w, v in zip(writes, values)]
+            return msgspec.structs.replace(event, writes=full_w)
+    raise ValueError(f"{len(values)} detached values do not fit a {type(event).__name__}")

@@ -1,31 +1,42 @@
 """The checkpoint views of one thread, materialised from its log.
 
-Keys (all under the thread session's hash tag; ``ns``, ``cid``, channel, version and
-task ids escaped with :func:`~streamstate.eventlog.keys.escape`, so ``:`` separates):
+Views hold no second copy of a value: they point into the log. A Valkey log entry keeps
+the event without its values in field ``e`` and each channel or write value in its own
+field (``0``, ``1``, ...), so a view can name one value as ``<entry id>.<field>``.
 
-* ``cps``    hash  ``ns:cid`` -> record: a 4-byte big-endian length, a plain msgpack header
-  ``[filter, blob fields, parent, run]`` that server-side scripts read (their msgpack
-  has no binary type), then the codec-encoded body ``(checkpoint, metadata)``.
+Keys (all under the thread session's hash tag; ``ns``, ``cid``, channel, version and task
+ids escaped with :func:`~streamstate.eventlog.keys.escape`, so ``:`` separates):
+
+* ``cps``    hash  ``ns:cid`` -> ``<id>.e|`` + msgpack ``[filter, blob fields, parent,
+  run]`` (plain msgpack without binary, which server-side scripts can read).
 * ``idx``    zset  ``ns:<raw cid>`` (score 0): lexicographic order is the raw ids' order,
   as LangGraph's in-memory saver sorts them; the escaped ``ns`` has no ``:``, so the
   first ``:`` splits a member.
 * ``latest`` hash  ``ns`` -> greatest raw checkpoint id.
-* ``blobs``  hash  ``ns:channel:version`` -> codec-encoded ``(type, bytes)``, written once:
-  an unchanged channel is never stored again.
+* ``blobs``  hash  ``ns:channel:version`` -> ``<id>.<field>`` (``""``: the channel has
+  a version but no value), written once: an unchanged channel is never stored again.
 * ``wz``     zset  ``ns:cid:task:idx`` and ``writes`` hash (same fields) ->
-  codec-encoded ``(task_path, channel, type, bytes)``; ordinary writes are inserted if
-  absent, special channels (error, interrupt, resume, scheduled) overwrite.
+  ``<id>.<field>|`` + msgpack ``[task_path, channel, digest]``; ordinary writes are
+  inserted if absent, special channels (error, interrupt, resume, scheduled) overwrite.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import msgspec
 
 from streamstate.errors import CodecError
 from streamstate.eventlog.codec import Codec
-from streamstate.eventlog.events import CheckpointPut, Event, ItemDeleted, ItemPut, WritesPut
+from streamstate.eventlog.events import (
+    CheckpointPut,
+    Event,
+    ItemDeleted,
+    ItemPut,
+    Typed,
+    WritesPut,
+)
 from streamstate.eventlog.keys import SessionKeys, escape
 from streamstate.eventlog.ops import Op, hmax, hset, hsetnx, zadd
 from streamstate.eventlog.valkey.scripts import LuaScript
@@ -33,18 +44,38 @@ from streamstate.eventlog.valkey.scripts import LuaScript
 VIEWS = ("cps", "idx", "latest", "blobs", "wz", "writes")
 SPECIAL_CHANNELS = frozenset({"__error__", "__scheduled__", "__interrupt__", "__resume__"})
 
-_record_encoder = msgspec.msgpack.Encoder()
+_encoder = msgspec.msgpack.Encoder()
 _header_decoder = msgspec.msgpack.Decoder(tuple[dict[str, str], list[str], str, str])
+_write_decoder = msgspec.msgpack.Decoder(tuple[str, str, str])
 
 
-def decode_record(rec: bytes) -> tuple[dict[str, str], list[str], str, str, bytes]:
-    """Split a stored record into ``(filter, blob fields, parent, run, body)``."""
-    n = int.from_bytes(rec[:4], "big")
+def _body(value: bytes) -> bytes:
+    return value[value.index(b"|") + 1 :]
+
+
+def decode_record(rec: bytes) -> tuple[dict[str, str], list[str], str, str]:
+    """A stored checkpoint record as ``(filter, blob fields, parent, run)``."""
     try:
-        filter_, blobs, parent, run = _header_decoder.decode(rec[4 : 4 + n])
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return _header_decoder.decode(_body(rec))
+    except (ValueError, msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise CodecError(f"corrupt checkpoint record: {exc}", stage="msgpack") from exc
-    return filter_, blobs, parent, run, rec[4 + n :]
+
+
+def decode_write(value: bytes) -> tuple[str, str]:
+    """A stored write's ``(task_path, channel)``."""
+    try:
+        task_path, channel, _digest = _write_decoder.decode(_body(value))
+    except (ValueError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise CodecError(f"corrupt write record: {exc}", stage="msgpack") from exc
+    return task_path, channel
+
+
+def digest(value: Typed) -> str:
+    """Tells two writes apart by content, so a retried identical write changes nothing."""
+    h = hashlib.blake2b(value[0].encode(), digest_size=8)
+    h.update(b"\0")
+    h.update(value[1])
+    return h.hexdigest()
 
 
 def version_token(version: str | int | float) -> str:
@@ -80,61 +111,60 @@ class CheckpointView:
     name = "checkpoints"
 
     def __init__(self, codec: Codec | None = None) -> None:
-        # Views are encoded with the same codec as the log (compression, cipher).
+        # The codec that decodes the log's values for readers of this view.
         self.codec = codec or Codec()
 
     def view_keys(self, keys: SessionKeys) -> Sequence[str]:
         return [keys.view(v) for v in VIEWS]
 
     def apply(self, keys: SessionKeys, event: Event) -> Sequence[Op]:
+        raise TypeError("CheckpointView points into the log: call apply_at with the entry id")
+
+    def apply_at(self, keys: SessionKeys, event: Event, at: str) -> Sequence[Op]:
+        """The view's ops for ``event`` stored as log entry ``at`` (an id or placeholder)."""
         match event:
             case CheckpointPut():
-                return self._checkpoint(keys, event)
+                return self._checkpoint(keys, event, at)
             case WritesPut():
-                return self._writes(keys, event)
+                return self._writes(keys, event, at)
             case ItemPut() | ItemDeleted():
                 return []
 
-    def encode_blob(self, value: tuple[str, bytes]) -> bytes:
-        # "empty" (a channel with a version but no value) is stored as b"" so that
-        # server-side scripts can tell a missing value from a stored one.
-        return b"" if value[0] == "empty" else self.codec.encode(value)
-
-    def record(self, event: CheckpointPut, blob_fields: Sequence[str]) -> bytes:
-        header = _record_encoder.encode(
-            [event.filter, list(blob_fields), event.parent_id or "", event.run_id or ""]
-        )
-        body = self.codec.encode((event.checkpoint, event.metadata))
-        return len(header).to_bytes(4, "big") + header + body
-
-    def _checkpoint(self, keys: SessionKeys, event: CheckpointPut) -> list[Op]:
+    def _checkpoint(self, keys: SessionKeys, event: CheckpointPut, at: str) -> list[Op]:
         ns = event.ns
-        field = cp_field(ns, event.checkpoint_id)
         blob_fields = [blob_field(ns, ch, ver) for ch, ver in event.versions]
+        # "empty" (a version without a value) is b"" so scripts can tell it from a value
         ops = [
             hsetnx(
-                keys.view("blobs"), blob_field(ns, b.channel, b.version), self.encode_blob(b.value)
+                keys.view("blobs"),
+                blob_field(ns, b.channel, b.version),
+                "" if b.value[0] == "empty" else f"{at}.{k}",
             )
-            for b in event.blobs
+            for k, b in enumerate(event.blobs)
         ]
-        ops.append(hset(keys.view("cps"), field, self.record(event, blob_fields)))
+        header = _encoder.encode(
+            [event.filter, blob_fields, event.parent_id or "", event.run_id or ""]
+        )
+        record = f"{at}.e|".encode() + header
+        ops.append(hset(keys.view("cps"), cp_field(ns, event.checkpoint_id), record))
         ops.append(zadd(keys.view("idx"), 0, index_member(ns, event.checkpoint_id)))
         ops.append(hmax(keys.view("latest"), escape(ns), event.checkpoint_id))
         return ops
 
-    def _writes(self, keys: SessionKeys, event: WritesPut) -> list[Op]:
+    def _writes(self, keys: SessionKeys, event: WritesPut, at: str) -> list[Op]:
         ops: list[Op] = []
-        for w in event.writes:
+        for k, w in enumerate(event.writes):
             field = write_field(event.ns, event.checkpoint_id, event.task_id, w.idx)
-            value = self.codec.encode((event.task_path, w.channel, w.value[0], w.value[1]))
+            meta = _encoder.encode([event.task_path, w.channel, digest(w.value)])
             put = hset if w.channel in SPECIAL_CHANNELS else hsetnx
-            ops.append(put(keys.view("writes"), field, value))
+            ops.append(put(keys.view("writes"), field, f"{at}.{k}|".encode() + meta))
             ops.append(zadd(keys.view("wz"), 0, field))
         return ops
 
 
-# Shared Lua helpers: escape exactly as Python's quote(safe="-_.~"), and HMGET in chunks
-# (unpack() is limited by the Lua C stack).
+# Shared Lua helpers. esc() escapes exactly as Python's quote(safe="-_.~"); hmget() reads
+# in chunks (unpack() is limited by the Lua C stack); deref() follows "<id>.<field>" into
+# the log (KEYS[7]), reading each entry once per call.
 _LUA_HELPERS = r"""
 local function esc(s)
   return (string.gsub(s, "[^%w%-_%.~]", function(c)
@@ -149,26 +179,54 @@ local function hmget(key, fields)
   end
   return out
 end
-local function writes_of(f)
-  local wf = redis.call('ZRANGEBYLEX', KEYS[5], '[' .. f .. ':', '(' .. f .. ';')
-  if #wf == 0 then return {}, {} end
-  return wf, hmget(KEYS[6], wf)
+local entries = {}
+local function entry(eid)
+  local e = entries[eid]
+  if e == nil then
+    e = {}
+    local r = redis.call('XRANGE', KEYS[7], eid, eid)
+    if r[1] then
+      local f = r[1][2]
+      for i = 1, #f, 2 do e[f[i]] = f[i + 1] end
+    end
+    entries[eid] = e
+  end
+  return e
+end
+local function deref(v)
+  if not v or v == '' then return v end
+  local p = string.find(v, '|', 1, true)
+  local ref = p and string.sub(v, 1, p - 1) or v
+  local dot = string.find(ref, '.', 1, true)
+  return entry(string.sub(ref, 1, dot - 1))[string.sub(ref, dot + 1)] or false
 end
 local function header(rec)
-  local n = struct.unpack('>I4', rec)
-  return cmsgpack.unpack(string.sub(rec, 5, 4 + n))
+  local p = string.find(rec, '|', 1, true)
+  return cmsgpack.unpack(string.sub(rec, p + 1))
+end
+local function writes_of(f)
+  local wf = redis.call('ZRANGEBYLEX', KEYS[5], '[' .. f .. ':', '(' .. f .. ';')
+  if #wf == 0 then return {}, {}, {} end
+  local wv = hmget(KEYS[6], wf)
+  local wp = {}
+  for i = 1, #wv do wp[i] = deref(wv[i]) end
+  return wf, wv, wp
 end
 local function tuple_of(f, rec)
   local r = header(rec)
   local blobs = {}
-  if #r[2] > 0 then blobs = hmget(KEYS[4], r[2]) end
-  local wf, wv = writes_of(f)
-  return {f, rec, blobs, wf, wv}
+  if #r[2] > 0 then
+    local refs = hmget(KEYS[4], r[2])
+    for i = 1, #refs do blobs[i] = deref(refs[i]) end
+  end
+  local wf, wv, wp = writes_of(f)
+  return {f, rec, deref(rec), blobs, wf, wv, wp}
 end
 """
 
-# KEYS: cps idx latest blobs wz writes. ARGV: [1] escaped ns, [2] raw checkpoint id or ''.
-# Reply: nil, or {field, record, blob values, write fields, write values}.
+# KEYS: cps idx latest blobs wz writes log. ARGV: [1] escaped ns, [2] raw checkpoint id or ''.
+# Reply: nil, or {field, record, event head, blob values, write fields, write records,
+# write values}.
 GET_TUPLE = LuaScript(
     "get_tuple",
     _LUA_HELPERS
@@ -252,7 +310,7 @@ return {last, found}
 # KEYS: as GET_TUPLE. ARGV: [1] escaped ns, [2] raw checkpoint id, [3] max ancestors,
 # then escaped channel names. Walks the parent chain of the target (exclusive),
 # collecting each ancestor's writes, until every channel has a seed (a stored blob).
-# Reply: {found target (0/1), {{cid, write fields, write values}...},
+# Reply: {found target (0/1), {{cid, write fields, write records, write values}...},
 #         {channel, blob, step number (1-based)}...}.
 DELTA_HISTORY = LuaScript(
     "delta_history",
@@ -272,8 +330,8 @@ while parent ~= '' and left > 0 and n < limit do
   rec = redis.call('HGET', KEYS[1], f)
   if not rec then break end
   local r = header(rec)
-  local wf, wv = writes_of(f)
-  steps[#steps + 1] = {parent, wf, wv}
+  local wf, wv, wp = writes_of(f)
+  steps[#steps + 1] = {parent, wf, wv, wp}
   for _, bf in ipairs(r[2]) do
     local p1 = string.find(bf, ':', 1, true)
     local p2 = string.find(bf, ':', p1 + 1, true)
@@ -282,7 +340,7 @@ while parent ~= '' and left > 0 and n < limit do
       local blob = redis.call('HGET', KEYS[4], bf)
       if blob and blob ~= '' then
         seeds[#seeds + 1] = ch
-        seeds[#seeds + 1] = blob
+        seeds[#seeds + 1] = deref(blob)
         seeds[#seeds + 1] = #steps
         remaining[ch] = nil
         left = left - 1

@@ -209,3 +209,32 @@ def test_prune_and_delete_for_runs_keep_the_log_replayable(valkey_url: str) -> N
     assert list(
         saver.log.snapshot(view.view_keys(saver.log.keyspace.session(session))).values()
     ) == list(saver.log.snapshot(view.view_keys(shadow.session(session))).values())
+
+
+def test_views_point_into_the_log_instead_of_copying(valkey_url: str) -> None:
+    client = valkey.Valkey.from_url(valkey_url)
+    saver = ValkeySaver(client)
+    thread = f"refs-{uuid.uuid4().hex[:6]}"
+    [config] = _put_chain(saver, thread, 1)
+    saver.put_writes(config, [("big", "y" * 5000)], "task")
+    keys = saver.log.keyspace.session(("t", thread))
+    refs = list(client.hgetall(keys.view("blobs")).values())
+    refs += [v.split(b"|")[0] for v in client.hgetall(keys.view("writes")).values()]
+    assert refs and all(len(r) < 40 and b"." in r for r in refs), refs
+    entry_ids = {e.id for e in saver.log.read(("t", thread))}
+    assert {r.decode().rsplit(".", 1)[0] for r in refs} <= entry_ids
+
+
+def test_special_writes_overwrite_and_retries_append_nothing(counted_saver) -> None:
+    saver, client = counted_saver
+    [config] = _put_chain(saver, "special", 1)
+    log = ("t", "special")
+    saver.put_writes(config, [("__interrupt__", {"q": 1})], "task")
+    saver.put_writes(config, [("__interrupt__", {"q": 1})], "task")  # a retry
+    assert saver.log.length(log) == 2
+    saver.put_writes(config, [("__interrupt__", {"q": 2})], "task")  # a new value
+    assert saver.log.length(log) == 3
+    assert saver.get_tuple(config).pending_writes == [("task", "__interrupt__", {"q": 2})]
+    saver.put_writes(config, [("a", 1)], "task")
+    saver.put_writes(config, [("a", 2)], "task")  # ordinary: the first write wins
+    assert ("task", "a", 1) in saver.get_tuple(config).pending_writes

@@ -14,7 +14,7 @@ from typing import Any
 from streamstate.errors import CodecError, PayloadTooLarge
 from streamstate.eventlog.codec import Codec
 from streamstate.eventlog.contract import AppendResult
-from streamstate.eventlog.events import Event, LogEntry
+from streamstate.eventlog.events import Event, LogEntry, Typed, attach, detach
 from streamstate.eventlog.keys import Keyspace, SessionKeys, SessionName
 from streamstate.eventlog.ops import ARITY, Op, Projection, pexpire, sadd
 from streamstate.eventlog.valkey.scripts import APPEND, DELETE, DELETE_OWN, REPLACE, LuaScript
@@ -65,11 +65,35 @@ def session_key_set(keys: SessionKeys, projections: Iterable[Projection]) -> lis
     return out
 
 
+def placeholder(n: int) -> str:
+    """Stands for the id of the ``n``-th event (1-based) of an append, inside op values;
+    the append script swaps in the real id once it has added the entry."""
+    return f"\x00@{n}"
+
+
 def ops_for(
-    keys: SessionKeys, events: Sequence[Event], projections: Iterable[Projection]
+    keys: SessionKeys,
+    events: Sequence[Event],
+    projections: Iterable[Projection],
+    ids: Sequence[str] | None = None,
 ) -> list[Op]:
+    """Every projection's ops for the events; ``ids`` are their entry ids when known
+    (rebuild), else placeholders resolved by the append script."""
     projections = tuple(projections)
-    return [op for e in events for p in projections for op in p.apply(keys, e)]
+    ops: list[Op] = []
+    for n, event in enumerate(events, 1):
+        at = ids[n - 1] if ids is not None else placeholder(n)
+        for p in projections:
+            apply_at = getattr(p, "apply_at", None)
+            ops.extend(apply_at(keys, event, at) if apply_at else p.apply(keys, event))
+    return ops
+
+
+def encode_entry(codec: Codec, event: Event) -> list[bytes]:
+    """An event as stream field values: the event without its values, then each value
+    (compressed on its own), so a view can point at one value of an entry."""
+    bare, values = detach(event)
+    return [codec.encode(bare), *(codec.encode(v) for v in values)]
 
 
 def plan_append(
@@ -99,7 +123,7 @@ def plan_append(
             script, into commands that run before it.
     """
     sk = keyspace.session(session)
-    encoded = [codec.encode(e) for e in events]
+    encoded = [encode_entry(codec, e) for e in events]
     ops = ops_for(sk, events, projections)
     ops.extend(extra_ops)
     if register:
@@ -165,7 +189,9 @@ def plan_replace(
     if ttl is not None:
         ops.extend(pexpire(k, ttl_ms(ttl)) for k in old)
     ops, before = split_foreign(sk, ops) if cluster else (ops, ())
-    call = _script_for(sk, [codec.encode(e) for e in events], ops, preset=old, idempotent=False)
+    call = _script_for(
+        sk, [encode_entry(codec, e) for e in events], ops, preset=old, idempotent=False
+    )
     return ScriptCall(REPLACE, call.keys, [expected_last_id, len(old), *call.args], False, before)
 
 
@@ -178,7 +204,7 @@ def read_replace(reply: Sequence[Any]) -> AppendResult | None:
 
 def _script_for(
     sk: SessionKeys,
-    encoded: Sequence[bytes],
+    encoded: Sequence[Sequence[bytes]],
     ops: Sequence[Op],
     *,
     guard: tuple[str, str] | None = None,
@@ -207,8 +233,10 @@ def _script_for(
         idempotency_key or "",
         "1" if skip_if_noop else "0",
         len(encoded),
-        *encoded,
     ]
+    for fields in encoded:
+        args.append(len(fields) - 1)
+        args.extend(fields)
     for op in ops:
         if len(op.args) != ARITY[op.code]:
             raise ValueError(f"op {op.code} takes {ARITY[op.code]} args, got {op.args!r}")
@@ -310,9 +338,22 @@ def read_entries_skipping(
                     stage="header",
                 )
             event = codec.decode(payload, Event, session=label, entry_id=eid)
-        except CodecError:
+            if len(fields) > 1:
+                values = [
+                    codec.decode(fields[str(i).encode()], Typed, session=label, entry_id=eid)
+                    for i in range(len(fields) - 1)
+                ]
+                event = attach(event, values)
+        except (CodecError, KeyError, ValueError) as exc:
+            error = exc
+            if not isinstance(exc, CodecError):
+                error = CodecError(
+                    f"entry fields do not match its event: {exc}", session=label, entry_id=eid
+                )
             if strict:
-                raise
+                if error is exc:
+                    raise
+                raise error from exc
             logger.warning("skipping undecodable entry %s in session %r", eid, label)
             skipped.append(eid)
             continue

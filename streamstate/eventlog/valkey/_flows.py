@@ -134,7 +134,9 @@ def rebuild(
         entries = core.read_entries(reply, codec, session, strict=True)
         if not entries:
             return replayed
-        ops: list[Op] = core.ops_for(dest, [e.event for e in entries], projections)
+        ops: list[Op] = core.ops_for(
+            dest, [e.event for e in entries], projections, [e.id for e in entries]
+        )
         replayed += len(entries)
         if ops:
             yield core.plan_apply_ops(target or keyspace, session, ops)

@@ -23,12 +23,36 @@ class LuaScript:
 # KEYS: [1] log, [2] idempotency hash, [3..] keys named by ops.
 # ARGV: [1] guard key index (0: none), [2] guard field, [3] idempotency field ('' none),
 #       [4] '1' to skip the append when no content op would change anything,
-#       [5] n events, [6 .. 5+n] encoded events, then ops: code, key index, args...
+#       [5] n events, then per event: m, the encoded event, its m values (stream fields
+#       'e', '0'..'m-1'); then ops: code, key index, args...
+# An op value starting with "\0@N" stands for the id of event N followed by the rest of
+# the value; a view value "<ref>|<body>" is compared by its body alone (a retried write
+# points at another entry but says the same thing).
 # Reply: {1, id...} appended; {0, previous id or ''} duplicate.
 _APPEND_BODY = r"""
 local log, idem = KEYS[1], KEYS[2]
 local gk, gf, idf = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local skip_noop, n = ARGV[4] == '1', tonumber(ARGV[5])
+local entries, i = {}, 6
+for j = 1, n do
+  local m = tonumber(ARGV[i])
+  local fields = {'e', ARGV[i + 1]}
+  for k = 0, m - 1 do
+    fields[#fields + 1] = tostring(k)
+    fields[#fields + 1] = ARGV[i + 2 + k]
+  end
+  entries[j] = fields
+  i = i + 2 + m
+end
+local function body(v)
+  -- "<ref>|<body>" where ref is "\0@N.f" (an op's placeholder) or "ms-seq.f" (stored)
+  if v then
+    local s, e = string.find(v, '^%z@%d+%.[%we]+|')
+    if not s then s, e = string.find(v, '^%d+%-%d+%.[%we]+|') end
+    if s then return string.sub(v, e + 1) end
+  end
+  return v
+end
 
 if idf ~= '' then
   local prev = redis.call('HGET', idem, idf)
@@ -40,7 +64,7 @@ local arity = {HSET=2, HSETNX=2, HMAX=2, HDEL=1, ZADD=2, ZREM=1, SADD=1, SREM=1,
                SET=1, DEL=0, PEXPIRE=1}
 local want = {HSET='hash', HSETNX='hash', HMAX='hash', HDEL='hash', ZADD='zset',
               ZREM='zset', SADD='set', SREM='set', SET='string'}
-local ops, i = {}, 6 + n
+local ops = {}
 while i <= #ARGV do
   local code = ARGV[i]
   local a = arity[code]
@@ -90,7 +114,7 @@ if skip_noop then
     if c == 'HSETNX' then
       effective = redis.call('HEXISTS', k, op[3]) == 0
     elseif c == 'HSET' then
-      effective = redis.call('HGET', k, op[3]) ~= op[4]
+      effective = body(redis.call('HGET', k, op[3]) or nil) ~= body(op[4])
     elseif c == 'HMAX' then
       local cur = redis.call('HGET', k, op[3])
       effective = (not cur) or cur < op[4]
@@ -103,11 +127,18 @@ end
 pre_write()
 local reply = {1}
 for j = 1, n do
-  reply[#reply + 1] = redis.call('XADD', log, '*', 'e', ARGV[5 + j])
+  reply[#reply + 1] = redis.call('XADD', log, '*', unpack(entries[j]))
+end
+local function resolve(v)
+  if v and string.byte(v, 1) == 0 and string.byte(v, 2) == 64 then
+    local nth, rest = string.match(v, '^%z@(%d+)(.*)$')
+    return reply[1 + tonumber(nth)] .. rest
+  end
+  return v
 end
 if idf ~= '' then redis.call('HSET', idem, idf, reply[#reply]) end
 for _, op in ipairs(ops) do
-  local c, k, a, b = op[1], KEYS[op[2]], op[3], op[4]
+  local c, k, a, b = op[1], KEYS[op[2]], resolve(op[3]), resolve(op[4])
   if c == 'HSET' then redis.call('HSET', k, a, b)
   elseif c == 'HSETNX' then redis.call('HSETNX', k, a, b)
   elseif c == 'HMAX' then
