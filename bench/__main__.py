@@ -14,6 +14,7 @@ import sys
 BENCHES = {
     "checkpoint": "bench.checkpoint_bench",
     "store": "bench.store_bench",
+    "peers": "bench.peers_bench",
 }
 
 USAGE = f"usage: python -m bench {{{','.join([*BENCHES, 'all'])}}} [--quick] [options]"

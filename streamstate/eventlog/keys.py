@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from urllib.parse import quote, unquote
 
 from streamstate.errors import ConfigError
@@ -24,11 +24,15 @@ _PLAIN = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch
 
 def escape(part: str) -> str:
     """Escape one id for use inside a key (injective, glob- and tag-safe)."""
-    if type(part) is str and _PLAIN(part) is not None:  # uuids, channel names: hot path
-        return part
     if not isinstance(part, str):
         raise ConfigError(f"ids must be strings, got {type(part).__name__}: {part!r}")
-    return quote(part, safe=_SAFE)
+    return _escape(part)
+
+
+@lru_cache(maxsize=8192)
+def _escape(part: str) -> str:
+    # channel names, namespaces and thread ids repeat on every put: cache them
+    return part if _PLAIN(part) is not None else quote(part, safe=_SAFE)
 
 
 def unescape(part: str) -> str:

@@ -252,7 +252,7 @@ def check_payload(call: ScriptCall, limit: int | None) -> None:
     """Refuse a call whose arguments exceed ``limit`` bytes, before it is sent."""
     if limit is None:
         return
-    size = sum(len(a) if isinstance(a, (bytes, str)) else 8 for a in call.args)
+    size = sum(map(len, [a for a in call.args if type(a) is bytes]))
     if size > limit:
         raise PayloadTooLarge(
             f"append of {size} bytes exceeds max_payload_bytes={limit}; raise the limit or "
