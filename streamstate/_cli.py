@@ -632,16 +632,17 @@ def server(
     if srv.reused:
         print(f"already running: {srv.url} (pid {srv.pid}, data in {path})", flush=True)
         return
-    print(f"{srv.url}", flush=True)
-    print(
-        f"embedded valkey-server (pid {srv.pid}, data in {path}); Ctrl-C stops it", file=sys.stderr
-    )
-
     def on_term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
+        # inside the try: a Ctrl-C right after the URL is printed must still stop it
+        print(f"{srv.url}", flush=True)
+        print(
+            f"embedded valkey-server (pid {srv.pid}, data in {path}); Ctrl-C stops it",
+            file=sys.stderr,
+        )
         while srv.is_running():
             time.sleep(0.5)
         print(f"the server exited: {srv.log_tail(3)}", file=sys.stderr)
