@@ -64,7 +64,6 @@ from typing import Any
 from langchain_core.messages import BaseMessage, convert_to_messages
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
-    WRITES_IDX_MAP,
     ChannelVersions,
     Checkpoint,
     CheckpointMetadata,
@@ -88,7 +87,7 @@ from langgraph.store.base import (
     validate_op_namespace,
 )
 
-from streamstate.adapters._checkpoints import canonical, ns_of
+from streamstate.adapters._checkpoints import canonical, ns_of, writes_event
 from streamstate.errors import CodecError, ConfigError
 from streamstate.eventlog._drive import Emit, Flow
 from streamstate.eventlog.agentcore import (
@@ -109,7 +108,7 @@ from streamstate.eventlog.agentcore import (
     meta_value,
     parse_event,
 )
-from streamstate.eventlog.events import Blob, CheckpointPut, Typed, Write, WritesPut
+from streamstate.eventlog.events import Blob, CheckpointPut, Typed, WritesPut
 
 NS = "ss.ns"
 CP = "ss.cp"
@@ -605,20 +604,7 @@ class SaverCore:
         serde: SerializerProtocol,
     ) -> Flow[None]:
         thread = thread_of(config)
-        checkpoint_id = get_checkpoint_id(config)
-        if not checkpoint_id:
-            raise ConfigError('put_writes needs config["configurable"]["checkpoint_id"]')
-        event = WritesPut(
-            ns=ns_of(config),
-            checkpoint_id=checkpoint_id,
-            task_id=task_id,
-            task_path=task_path,
-            writes=[
-                Write(WRITES_IDX_MAP.get(channel, idx), channel, serde.dumps_typed(value))
-                for idx, (channel, value) in enumerate(writes)
-            ],
-            created_at=time.time(),
-        )
+        event = writes_event(config, writes, task_id, task_path, serde)
         yield from self.log.append_flow(
             thread.actor_id, thread.thread_id, Envelope([event]), self.wr_tags(event)
         )

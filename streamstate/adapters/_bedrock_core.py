@@ -39,7 +39,6 @@ from typing import Any
 import msgspec
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
-    WRITES_IDX_MAP,
     ChannelVersions,
     Checkpoint,
     CheckpointMetadata,
@@ -52,7 +51,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from streamstate.adapters._checkpoints import canonical, next_version, ns_of
+from streamstate.adapters._checkpoints import canonical, next_version, ns_of, writes_event
 from streamstate.errors import ConfigError
 from streamstate.eventlog._drive import Emit, Flow
 from streamstate.eventlog.bedrock import (
@@ -80,7 +79,6 @@ from streamstate.eventlog.events import (
     Event,
     LogEntry,
     Typed,
-    Write,
     WritesPut,
 )
 from streamstate.eventlog.keys import parse_session_tag
@@ -378,20 +376,7 @@ class BedrockSaverCore:
         serde: SerializerProtocol,
     ) -> tuple[str, WritesPut]:
         thread_id = thread_of(config)
-        checkpoint_id = get_checkpoint_id(config)
-        if not checkpoint_id:
-            raise ConfigError('put_writes needs config["configurable"]["checkpoint_id"]')
-        event = WritesPut(
-            ns=ns_of(config),
-            checkpoint_id=checkpoint_id,
-            task_id=task_id,
-            task_path=task_path,
-            writes=[
-                Write(WRITES_IDX_MAP.get(channel, idx), channel, serde.dumps_typed(value))
-                for idx, (channel, value) in enumerate(writes)
-            ],
-            created_at=time.time(),
-        )
+        event = writes_event(config, writes, task_id, task_path, serde)
         return thread_id, event
 
     def put_writes_flow(self, thread_id: str, event: WritesPut) -> Flow[None]:
