@@ -162,5 +162,15 @@ def test_rebuild_from_the_log_gives_the_live_search(
         for prefix in (None, b"v\x002"):
             want = live.rank(vec(q), prefix, 10).items
             got = rebuilt.rank(vec(q), prefix, 10).items
-            assert [m for m, _ in got] == [m for m, _ in want]
-            assert [s for _, s in got] == pytest.approx([s for _, s in want], abs=1e-5)
+            if kind == "flat":
+                assert [m for m, _ in got] == [m for m, _ in want]
+                assert [s for _, s in got] == pytest.approx([s for _, s in want], abs=1e-5)
+                continue
+            # HNSW is approximate and its graph depends on insertion order (the live index
+            # saw deletes interleaved), so two builds may differ near the cut: require
+            # a large overlap, and equal scores for every member both return.
+            common = {m for m, _ in got} & {m for m, _ in want}
+            assert len(common) >= 0.7 * len(want), (got, want)
+            scores_got, scores_want = dict(got), dict(want)
+            for m in common:
+                assert scores_got[m] == pytest.approx(scores_want[m], abs=1e-5)
