@@ -632,6 +632,7 @@ def server(
     if srv.reused:
         print(f"already running: {srv.url} (pid {srv.pid}, data in {path})", flush=True)
         return
+
     def on_term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 

@@ -21,8 +21,17 @@ from typing import Any
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from streamstate.errors import CodecError, ConfigError
+from streamstate.eventlog._drive import Flow
 from streamstate.eventlog.valkey._core import Command, ScriptCall, ttl_ms
-from streamstate.projections.cache import CACHE_CLEAR, CACHE_SET, CacheKeys, Namespace
+from streamstate.projections.cache import (
+    CACHE_CLEAR,
+    CACHE_CLEAR_NAMESPACE,
+    CACHE_REGISTER,
+    CACHE_SET,
+    CACHE_SET_NAMESPACE,
+    CacheKeys,
+    Namespace,
+)
 
 TYPE_SEPARATOR = b":"
 """Between the serde type name and the payload in a stored value (``msgpack:<bytes>``)."""
@@ -214,3 +223,75 @@ def plan_clear(keys: CacheKeys, namespaces: Sequence[Any] | None) -> ScriptCall 
     if not indexes:
         return None
     return ScriptCall(CACHE_CLEAR, [keys.registry, *indexes], ["some"])
+
+
+# -- flows: one call in standalone mode, one per namespace (hash slot) on a cluster ------
+
+
+def _tag(name: str) -> str:
+    return name[name.index("{") : name.index("}") + 1]
+
+
+def get_flow(
+    keys: CacheKeys, requested: Sequence[Any], serde: SerializerProtocol, cluster: bool
+) -> Flow[dict[Any, Any]]:
+    """Read ``requested``: one ``MGET``, or on a cluster one per namespace in the batch."""
+    plan = plan_get(keys, requested)
+    if plan.call is None:
+        return {}
+    if not cluster:
+        return read_get(plan, (yield plan.call), serde)
+    groups: dict[str, list[int]] = {}
+    for i, name in enumerate(plan.names):
+        groups.setdefault(_tag(name), []).append(i)
+    reply: list[Any] = [None] * len(plan.names)
+    for positions in groups.values():
+        values = yield Command(("MGET", *(plan.names[i] for i in positions)))
+        for i, value in zip(positions, values):
+            reply[i] = value
+    return read_get(plan, reply, serde)
+
+
+def set_flow(
+    keys: CacheKeys,
+    pairs: Mapping[Any, Any],
+    serde: SerializerProtocol,
+    default_ttl: float | None,
+    cluster: bool,
+) -> Flow[None]:
+    """Write ``pairs``: one atomic script, or on a cluster a script per namespace, each
+    followed by its registry update (a namespace is written before it is listed)."""
+    call = plan_set(keys, pairs, serde, default_ttl)
+    if call is None:
+        return
+    if not cluster:
+        yield call
+        return
+    k, a = 1, 1
+    for _ in range(call.args[0]):
+        index, n = call.keys[k], call.args[a]
+        entries = call.keys[k + 1 : k + 1 + n]
+        values = call.args[a + 1 : a + 1 + 2 * n]
+        k, a = k + 1 + n, a + 1 + 2 * n
+        top = yield ScriptCall(CACHE_SET_NAMESPACE, [index, *entries], [n, *values])
+        yield ScriptCall(CACHE_REGISTER, [keys.registry], [index, "" if top is None else top])
+
+
+def clear_flow(keys: CacheKeys, namespaces: Sequence[Any] | None, cluster: bool) -> Flow[None]:
+    """Delete exactly ``namespaces`` (or all): one script, or per namespace on a cluster."""
+    call = plan_clear(keys, namespaces)
+    if call is None:
+        return
+    if not cluster:
+        yield call
+        return
+    if namespaces is None:
+        indexes = [
+            i.decode() if isinstance(i, bytes) else i
+            for i in (yield Command(("ZRANGE", keys.registry, 0, -1)))
+        ]
+    else:
+        indexes = call.keys[1:]
+    for index in indexes:
+        yield ScriptCall(CACHE_CLEAR_NAMESPACE, [index], [])
+        yield ScriptCall(CACHE_REGISTER, [keys.registry], [index, ""])

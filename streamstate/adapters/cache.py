@@ -41,8 +41,13 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from streamstate.adapters import _cache_core as core
 from streamstate.connection import async_client_from_url, client_from_url
 from streamstate.errors import ConfigError
-from streamstate.eventlog.valkey._core import Call
-from streamstate.eventlog.valkey._exec import AsyncValkeyExecutor, RetryPolicy, ValkeyExecutor
+from streamstate.eventlog._drive import acomplete, complete
+from streamstate.eventlog.valkey._exec import (
+    AsyncValkeyExecutor,
+    RetryPolicy,
+    ValkeyExecutor,
+    is_cluster,
+)
 from streamstate.projections.cache import DEFAULT_PREFIX, CacheKeys
 from streamstate.server import resolve_url
 
@@ -93,7 +98,7 @@ class ValkeyCache(BaseCache[ValueT]):
             raise ConfigError(f"ttl must be positive, got {ttl!r}")
         self._keys = CacheKeys(prefix)
         self.prefix = self._keys.prefix
-        if isinstance(client, valkey.asyncio.Valkey):
+        if isinstance(client, valkey.asyncio.Valkey) or _is_async_cluster(client):
             if async_client is not None:
                 raise ConfigError("client is an asyncio client and async_client is given too")
             client, async_client = None, client
@@ -107,7 +112,11 @@ class ValkeyCache(BaseCache[ValueT]):
         self._async = AsyncValkeyExecutor(async_client, retry) if async_client is not None else None
         self._sync_factory: Callable[[], valkey.Valkey] | None = None
         self._async_factory: Callable[[], valkey.asyncio.Valkey] | None = None
-        if client is None and async_client is not None:
+        self._cluster = is_cluster(client) or is_cluster(async_client)
+        if self._cluster:
+            if client is None or async_client is None:
+                self._sync_factory, self._async_factory = _cluster_twins(client or async_client)
+        elif client is None and async_client is not None:
             pool = async_client.connection_pool
             self._sync_factory = lambda: valkey.Valkey.from_pool(counterpart_pool(pool))
         elif async_client is None and client is not None:
@@ -223,13 +232,13 @@ class ValkeyCache(BaseCache[ValueT]):
             BackendError: The server failed or could not be reached (never a miss).
             CodecError: A stored value could not be decoded.
         """
-        plan = core.plan_get(self._keys, keys)
-        return core.read_get(plan, self._run(plan.call), self.serde)
+        flow = core.get_flow(self._keys, keys, self.serde, self._cluster)
+        return complete(flow, self._executor().run)
 
     async def aget(self, keys: Sequence[FullKey]) -> dict[FullKey, ValueT]:
         """Async :meth:`get`."""
-        plan = core.plan_get(self._keys, keys)
-        return core.read_get(plan, await self._arun(plan.call), self.serde)
+        flow = core.get_flow(self._keys, keys, self.serde, self._cluster)
+        return await acomplete(flow, self._aexecutor().run)
 
     def set(self, pairs: Mapping[FullKey, tuple[ValueT, int | None]]) -> None:
         """Set ``{key: (value, ttl)}`` in one round trip, atomically with the registry.
@@ -241,11 +250,13 @@ class ValkeyCache(BaseCache[ValueT]):
             BackendError: The server failed or could not be reached.
             ConfigError: A key, pair or TTL is malformed.
         """
-        self._run(core.plan_set(self._keys, pairs, self.serde, self.ttl))
+        flow = core.set_flow(self._keys, pairs, self.serde, self.ttl, self._cluster)
+        complete(flow, self._executor().run)
 
     async def aset(self, pairs: Mapping[FullKey, tuple[ValueT, int | None]]) -> None:
         """Async :meth:`set`."""
-        await self._arun(core.plan_set(self._keys, pairs, self.serde, self.ttl))
+        flow = core.set_flow(self._keys, pairs, self.serde, self.ttl, self._cluster)
+        await acomplete(flow, self._aexecutor().run)
 
     def clear(self, namespaces: Sequence[Namespace] | None = None) -> None:
         """Delete every entry of exactly ``namespaces`` (not of their children).
@@ -255,19 +266,15 @@ class ValkeyCache(BaseCache[ValueT]):
         Raises:
             BackendError: The server failed or could not be reached.
         """
-        self._run(core.plan_clear(self._keys, namespaces))
+        complete(core.clear_flow(self._keys, namespaces, self._cluster), self._executor().run)
 
     async def aclear(self, namespaces: Sequence[Namespace] | None = None) -> None:
         """Async :meth:`clear`."""
-        await self._arun(core.plan_clear(self._keys, namespaces))
+        await acomplete(
+            core.clear_flow(self._keys, namespaces, self._cluster), self._aexecutor().run
+        )
 
     # Execution: the only difference between the sync and async methods ------------------
-
-    def _run(self, call: Call | None) -> Any:
-        return None if call is None else self._executor().run(call)
-
-    async def _arun(self, call: Call | None) -> Any:
-        return None if call is None else await self._aexecutor().run(call)
 
     def _executor(self) -> ValkeyExecutor:
         if self._sync is None:
@@ -394,6 +401,32 @@ def _blocking(client: Any, timeout: float | None) -> Any:
             timeout=timeout,
             **pool.connection_kwargs,
         )
+    )
+
+
+def _is_async_cluster(client: Any) -> bool:
+    import valkey.asyncio.cluster
+
+    return isinstance(client, valkey.asyncio.cluster.ValkeyCluster)
+
+
+def _cluster_twins(client: Any) -> tuple[Callable[[], Any], Callable[[], Any]]:
+    """Factories of a sync and an asyncio cluster client reaching the same cluster."""
+    import valkey.asyncio.cluster
+    import valkey.cluster
+
+    # an asyncio cluster client learns its nodes on first use: fall back to its seeds
+    node = client.get_default_node() or next(iter(client.nodes_manager.startup_nodes.values()))
+    given = client.nodes_manager.connection_kwargs
+    kwargs = {
+        k: given[k]
+        for k in ("username", "password", "socket_timeout", "socket_connect_timeout")
+        if given.get(k) is not None
+    }
+    kwargs["decode_responses"] = False
+    return (
+        lambda: valkey.cluster.ValkeyCluster(host=node.host, port=node.port, **kwargs),
+        lambda: valkey.asyncio.cluster.ValkeyCluster(host=node.host, port=node.port, **kwargs),
     )
 
 

@@ -176,5 +176,64 @@ return removed
 """,
 )
 
-SCRIPTS = (CACHE_SET, CACHE_CLEAR)
+
+# On a Valkey Cluster a script may touch one hash slot only, and each namespace has its
+# own, so a batch becomes one script per namespace plus one registry update each.
+
+# KEYS: [1] the namespace's index, then its entry keys. ARGV: [1] n, then per entry:
+# ms, value (as CACHE_SET). Reply: the index's top score after the write, or nil.
+CACHE_SET_NAMESPACE = LuaScript(
+    "cache_set_namespace",
+    _FIT
+    + r"""
+local idx = KEYS[1]
+local a = 2
+for k = 2, tonumber(ARGV[1]) + 1 do
+  local key, ms, value = KEYS[k], tonumber(ARGV[a]), ARGV[a + 1]
+  a = a + 2
+  if ms > 0 then
+    redis.call('SET', key, value, 'PX', ms)
+    redis.call('ZADD', idx, string.format('%d', now + ms), key)
+  elseif ms < 0 then
+    redis.call('SET', key, value)
+    redis.call('ZADD', idx, '+inf', key)
+  else
+    redis.call('DEL', key)
+    redis.call('ZREM', idx, key)
+  end
+end
+return fit(idx, now)
+""",
+)
+
+# KEYS: [1] a namespace's index. Deletes its entries. Reply: how many were deleted.
+CACHE_CLEAR_NAMESPACE = LuaScript(
+    "cache_clear_namespace",
+    r"""
+local n = 0
+while true do
+  local batch = redis.call('ZRANGE', KEYS[1], 0, 999)
+  if #batch == 0 then return n end
+  n = n + redis.call('UNLINK', unpack(batch))
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, #batch - 1)
+end
+""",
+)
+
+# KEYS: [1] registry. ARGV: [1] an index key, [2] its top score ('' if it is gone).
+CACHE_REGISTER = LuaScript(
+    "cache_register",
+    _FIT
+    + r"""
+if ARGV[2] ~= '' then
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+else
+  redis.call('ZREM', KEYS[1], ARGV[1])
+end
+fit(KEYS[1], now)
+return 1
+""",
+)
+
+SCRIPTS = (CACHE_SET, CACHE_CLEAR, CACHE_SET_NAMESPACE, CACHE_CLEAR_NAMESPACE, CACHE_REGISTER)
 """Every script of the cache view (tests read their inner commands from these)."""

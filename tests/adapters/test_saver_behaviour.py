@@ -226,7 +226,7 @@ def test_views_point_into_the_log_instead_of_copying(valkey_url: str) -> None:
 
 
 def test_special_writes_overwrite_and_retries_append_nothing(counted_saver) -> None:
-    saver, client = counted_saver
+    saver, _client = counted_saver
     [config] = _put_chain(saver, "special", 1)
     log = ("t", "special")
     saver.put_writes(config, [("__interrupt__", {"q": 1})], "task")

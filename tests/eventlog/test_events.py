@@ -28,12 +28,14 @@ GOLDEN = Path(__file__).parent / "golden"
         (
             "checkpoint_put_v1",
             CheckpointPut,
-            lambda e: e.checkpoint_id == "1ef-abc"
-            and e.parent_id == "1ef-abb"
-            and [b.channel for b in e.blobs] == ["messages", "n"]
-            and e.blobs[1].version == 3
-            and e.versions[0] == ("messages", "00000000000000000000000000000002.0.5")
-            and e.run_id == "run-1",
+            lambda e: (
+                e.checkpoint_id == "1ef-abc"
+                and e.parent_id == "1ef-abb"
+                and [b.channel for b in e.blobs] == ["messages", "n"]
+                and e.blobs[1].version == 3
+                and e.versions[0] == ("messages", "00000000000000000000000000000002.0.5")
+                and e.run_id == "run-1"
+            ),
         ),
         (
             "writes_put_v1",
