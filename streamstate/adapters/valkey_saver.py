@@ -40,10 +40,33 @@ class _SaverBase(BaseCheckpointSaver[str]):
     """What every Valkey saver shares beyond I/O: versions, config checks, the core."""
 
     actors = False
+    log_class: type[ValkeyEventLog] | type[AsyncValkeyEventLog]
     _core: core.SaverCore
 
-    def _make_core(self, log: ValkeyEventLog | AsyncValkeyEventLog, ttl: float | None) -> None:
-        self._core = core.SaverCore(log, log.projections[0], ttl=ttl, actors=self.actors)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        client: Any,
+        *,
+        ttl: float | None = None,
+        serde: SerializerProtocol | None = None,
+        prefix: str = "ss",
+        codec: Codec | None = None,
+        retry: RetryPolicy | None = None,
+        max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD,
+    ) -> None:
+        super().__init__(serde=serde)
+        codec = codec or Codec()
+        view = CheckpointView(codec)
+        self.client = client
+        self.log = self.log_class(
+            client,
+            retry=retry,
+            max_payload_bytes=max_payload_bytes,
+            keyspace=Keyspace(prefix),
+            codec=codec,
+            projections=[view],
+        )
+        self._core = core.SaverCore(self.log, view, ttl=ttl, actors=self.actors)
 
     @property
     def ttl(self) -> float | None:
@@ -51,11 +74,6 @@ class _SaverBase(BaseCheckpointSaver[str]):
 
     def get_next_version(self, current: str | None, channel: None = None) -> str:
         return next_version(current)
-
-
-def _log_args(codec: Codec | None, prefix: str) -> dict[str, Any]:
-    codec = codec or Codec()
-    return {"keyspace": Keyspace(prefix), "codec": codec, "projections": [CheckpointView(codec)]}
 
 
 class ValkeySaver(_SaverBase):
@@ -73,23 +91,7 @@ class ValkeySaver(_SaverBase):
             (``PayloadTooLarge``) before sending it; ``None`` for no limit.
     """
 
-    def __init__(
-        self,
-        client: valkey.Valkey,
-        *,
-        ttl: float | None = None,
-        serde: SerializerProtocol | None = None,
-        prefix: str = "ss",
-        codec: Codec | None = None,
-        retry: RetryPolicy | None = None,
-        max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD,
-    ) -> None:
-        super().__init__(serde=serde)
-        self.client = client
-        self.log = ValkeyEventLog(
-            client, retry=retry, max_payload_bytes=max_payload_bytes, **_log_args(codec, prefix)
-        )
-        self._make_core(self.log, ttl)
+    log_class = ValkeyEventLog
 
     @classmethod
     @contextlib.contextmanager
@@ -224,23 +226,10 @@ class AsyncValkeySaver(_SaverBase, LoopBound):
     Its sync methods work from threads other than the event loop that owns the client.
     """
 
-    def __init__(
-        self,
-        client: valkey.asyncio.Valkey,
-        *,
-        ttl: float | None = None,
-        serde: SerializerProtocol | None = None,
-        prefix: str = "ss",
-        codec: Codec | None = None,
-        retry: RetryPolicy | None = None,
-        max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD,
-    ) -> None:
-        super().__init__(serde=serde)
-        self.client = client
-        self.log = AsyncValkeyEventLog(
-            client, retry=retry, max_payload_bytes=max_payload_bytes, **_log_args(codec, prefix)
-        )
-        self._make_core(self.log, ttl)
+    log_class = AsyncValkeyEventLog
+
+    def __init__(self, client: valkey.asyncio.Valkey, **kwargs: Any) -> None:
+        super().__init__(client, **kwargs)
         self.bind_loop()
 
     @classmethod

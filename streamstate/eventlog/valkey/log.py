@@ -9,9 +9,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
-import valkey
-import valkey.asyncio
-
 from streamstate.eventlog._drive import acomplete, adrive, complete, drive
 from streamstate.eventlog.codec import Codec
 from streamstate.eventlog.contract import AppendResult
@@ -33,24 +30,75 @@ DEFAULT_MAX_PAYLOAD = 64 * 1024 * 1024
 
 
 class _LogConfig:
-    """What both shells share: key layout, codec and the registered projections."""
+    """What both shells share: construction, key layout, codec, projections, and the
+    planning of every call and flow. Subclasses only name their executor."""
+
+    executor_class: type[Any]
 
     def __init__(
         self,
+        client: Any,
         *,
-        keyspace: Keyspace | None,
-        codec: Codec | None,
-        projections: Sequence[Projection],
-        register_sessions: bool,
-        cluster: bool = False,
+        keyspace: Keyspace | None = None,
+        codec: Codec | None = None,
+        projections: Sequence[Projection] = (),
+        retry: RetryPolicy | None = None,
+        register_sessions: bool = True,
         max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD,
     ) -> None:
         self.keyspace = keyspace or Keyspace()
         self.codec = codec or Codec()
         self.projections: tuple[Projection, ...] = tuple(projections)
         self.register_sessions = register_sessions
-        self.cluster = cluster
+        self.cluster = is_cluster(client)
         self.max_payload_bytes = max_payload_bytes
+        self.executor = self.executor_class(client, retry)
+        self.run = self.executor.run
+
+    @property
+    def client(self) -> Any:
+        return self.executor.client
+
+    def tail_flow(
+        self,
+        session: SessionName,
+        from_id: str | None,
+        block_ms: int,
+        idle_timeout: float | None,
+        strict: bool,
+    ) -> flows.Flow[None]:
+        return flows.tail(
+            self.keyspace,
+            self.codec,
+            session,
+            from_id,
+            block_ms=capped_block_ms(self.client, block_ms),
+            idle_timeout=idle_timeout,
+            strict=strict,
+        )
+
+    def group_read_flow(
+        self,
+        session: SessionName,
+        group: str,
+        consumer: str,
+        count: int,
+        block_ms: int | None,
+        strict: bool,
+    ) -> flows.Flow[list[LogEntry]]:
+        return flows.group_read(
+            self.keyspace,
+            self.codec,
+            session,
+            group,
+            consumer,
+            count=count,
+            block_ms=None if block_ms is None else capped_block_ms(self.client, block_ms),
+            strict=strict,
+        )
+
+    def rebuild_flow(self, session: SessionName, target: Keyspace | None) -> flows.Flow[int]:
+        return flows.rebuild(self.keyspace, self.projections, self.codec, session, target=target)
 
     def plan_append(
         self,
@@ -105,31 +153,7 @@ class ValkeyEventLog(_LogConfig):
             before anything is sent; ``None`` for no limit.
     """
 
-    def __init__(
-        self,
-        client: valkey.Valkey,
-        *,
-        keyspace: Keyspace | None = None,
-        codec: Codec | None = None,
-        projections: Sequence[Projection] = (),
-        retry: RetryPolicy | None = None,
-        register_sessions: bool = True,
-        max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD,
-    ) -> None:
-        super().__init__(
-            keyspace=keyspace,
-            codec=codec,
-            projections=projections,
-            register_sessions=register_sessions,
-            cluster=is_cluster(client),
-            max_payload_bytes=max_payload_bytes,
-        )
-        self.executor = ValkeyExecutor(client, retry)
-        self.run = self.executor.run
-
-    @property
-    def client(self) -> valkey.Valkey:
-        return self.executor.client
+    executor_class = ValkeyExecutor
 
     def append(
         self,
@@ -175,15 +199,7 @@ class ValkeyEventLog(_LogConfig):
         idle_timeout: float | None = None,
         strict: bool = False,
     ) -> Iterator[LogEntry]:
-        flow = flows.tail(
-            self.keyspace,
-            self.codec,
-            session,
-            from_id,
-            block_ms=capped_block_ms(self.client, block_ms),
-            idle_timeout=idle_timeout,
-            strict=strict,
-        )
+        flow = self.tail_flow(session, from_id, block_ms, idle_timeout, strict)
         return drive(flow, self.run)
 
     def ensure_group(self, session: SessionName, group: str, start_id: str = "0") -> bool:
@@ -199,16 +215,7 @@ class ValkeyEventLog(_LogConfig):
         block_ms: int | None = None,
         strict: bool = False,
     ) -> list[LogEntry]:
-        flow = flows.group_read(
-            self.keyspace,
-            self.codec,
-            session,
-            group,
-            consumer,
-            count=count,
-            block_ms=None if block_ms is None else capped_block_ms(self.client, block_ms),
-            strict=strict,
-        )
+        flow = self.group_read_flow(session, group, consumer, count, block_ms, strict)
         return complete(flow, self.run)
 
     def ack(self, session: SessionName, group: str, ids: Sequence[str]) -> int:
@@ -231,7 +238,7 @@ class ValkeyEventLog(_LogConfig):
         return drive(flows.sessions(self.keyspace), self.run)
 
     def rebuild(self, session: SessionName, *, target: Keyspace | None = None) -> int:
-        flow = flows.rebuild(self.keyspace, self.projections, self.codec, session, target=target)
+        flow = self.rebuild_flow(session, target)
         return complete(flow, self.run)
 
     def snapshot(self, keys: Sequence[str]) -> dict[str, tuple[str, Any]]:
@@ -241,31 +248,7 @@ class ValkeyEventLog(_LogConfig):
 class AsyncValkeyEventLog(_LogConfig):
     """The asyncio twin of :class:`ValkeyEventLog` (same arguments, awaitable methods)."""
 
-    def __init__(
-        self,
-        client: valkey.asyncio.Valkey,
-        *,
-        keyspace: Keyspace | None = None,
-        codec: Codec | None = None,
-        projections: Sequence[Projection] = (),
-        retry: RetryPolicy | None = None,
-        register_sessions: bool = True,
-        max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD,
-    ) -> None:
-        super().__init__(
-            keyspace=keyspace,
-            codec=codec,
-            projections=projections,
-            register_sessions=register_sessions,
-            cluster=is_cluster(client),
-            max_payload_bytes=max_payload_bytes,
-        )
-        self.executor = AsyncValkeyExecutor(client, retry)
-        self.run = self.executor.run
-
-    @property
-    def client(self) -> valkey.asyncio.Valkey:
-        return self.executor.client
+    executor_class = AsyncValkeyExecutor
 
     async def append(
         self,
@@ -311,15 +294,7 @@ class AsyncValkeyEventLog(_LogConfig):
         idle_timeout: float | None = None,
         strict: bool = False,
     ) -> AsyncIterator[LogEntry]:
-        flow = flows.tail(
-            self.keyspace,
-            self.codec,
-            session,
-            from_id,
-            block_ms=capped_block_ms(self.client, block_ms),
-            idle_timeout=idle_timeout,
-            strict=strict,
-        )
+        flow = self.tail_flow(session, from_id, block_ms, idle_timeout, strict)
         return adrive(flow, self.run)
 
     async def ensure_group(self, session: SessionName, group: str, start_id: str = "0") -> bool:
@@ -337,16 +312,7 @@ class AsyncValkeyEventLog(_LogConfig):
         block_ms: int | None = None,
         strict: bool = False,
     ) -> list[LogEntry]:
-        flow = flows.group_read(
-            self.keyspace,
-            self.codec,
-            session,
-            group,
-            consumer,
-            count=count,
-            block_ms=None if block_ms is None else capped_block_ms(self.client, block_ms),
-            strict=strict,
-        )
+        flow = self.group_read_flow(session, group, consumer, count, block_ms, strict)
         return await acomplete(flow, self.run)
 
     async def ack(self, session: SessionName, group: str, ids: Sequence[str]) -> int:
@@ -371,7 +337,7 @@ class AsyncValkeyEventLog(_LogConfig):
         return adrive(flows.sessions(self.keyspace), self.run)
 
     async def rebuild(self, session: SessionName, *, target: Keyspace | None = None) -> int:
-        flow = flows.rebuild(self.keyspace, self.projections, self.codec, session, target=target)
+        flow = self.rebuild_flow(session, target)
         return await acomplete(flow, self.run)
 
     async def snapshot(self, keys: Sequence[str]) -> dict[str, tuple[str, Any]]:
