@@ -143,6 +143,37 @@ def test_server_errors_are_raised_not_reported_as_missing(valkey_url: str) -> No
         ValkeySaver(down, retry=quick).get_tuple(_cfg("x"))
 
 
+@pytest.mark.parametrize("view", ["cps", "idx", "latest", "blobs", "wz", "writes", "idem"])
+def test_a_clobbered_key_fails_the_write_before_anything_is_written(
+    valkey_url: str, view: str
+) -> None:
+    """Whatever key a foreign writer broke, put and put_writes refuse before the append:
+    some keys are proven by a read the script makes first, the rest by a TYPE check."""
+    client = valkey.Valkey.from_url(valkey_url)
+    saver = ValkeySaver(client)
+    thread = f"clob-{view}-{uuid.uuid4().hex[:6]}"
+    first = _put_chain(saver, thread, 2)[-1]
+    keys = saver.log.keyspace.session(("t", thread))
+    key = keys.idem if view == "idem" else keys.view(view)
+    client.delete(key)
+    client.set(key, "not ours")
+    cp = empty_checkpoint()
+    cp["channel_values"] = {"counter": 99}
+    cp["channel_versions"] = {"counter": saver.get_next_version(None, None)}
+    put = lambda: saver.put(first, cp, {"step": 99}, dict(cp["channel_versions"]))  # noqa: E731
+    writes = lambda: saver.put_writes(first, [("a", 1)], f"task-{uuid.uuid4().hex[:6]}")  # noqa: E731
+    for call, touches in ((put, {"cps", "idx", "latest", "blobs"}), (writes, {"wz", "writes"})):
+        length = client.xlen(keys.log)
+        if view in touches:
+            with pytest.raises(ScriptError, match="WRONGTYPE"):
+                call()
+            assert client.xlen(keys.log) == length
+        else:
+            call()
+            assert client.xlen(keys.log) == length + 1
+    assert client.get(key) == b"not ours"
+
+
 def test_delta_history_matches_the_parent_walk(valkey_url: str, count_commands) -> None:
     client = valkey.Valkey.from_url(valkey_url)
     saver = ValkeySaver(client)

@@ -54,17 +54,25 @@ local function body(v)
   return v
 end
 
+-- A key's type is proven by a read that runs before any write (a wrong type aborts
+-- the script there); every other key an op writes gets a TYPE check. The log needs
+-- none: XADD is the first write.
+local proven = {}
 if idf ~= '' then
   local prev = redis.call('HGET', idem, idf)
   if prev then return {0, prev} end
+  proven[2] = 'hash'
 end
-if gk > 0 and redis.call('HEXISTS', KEYS[gk], gf) == 1 then return {0, ''} end
+if gk > 0 then
+  if redis.call('HEXISTS', KEYS[gk], gf) == 1 then return {0, ''} end
+  proven[gk] = 'hash'
+end
 
 local arity = {HSET=2, HSETNX=2, HMAX=2, HDEL=1, ZADD=2, ZREM=1, SADD=1, SREM=1,
                SET=1, DEL=0, PEXPIRE=1}
 local want = {HSET='hash', HSETNX='hash', HMAX='hash', HDEL='hash', ZADD='zset',
               ZREM='zset', SADD='set', SREM='set', SET='string'}
-local ops = {}
+local ops, nops = {}, 0
 while i <= #ARGV do
   local code = ARGV[i]
   local a = arity[code]
@@ -78,31 +86,27 @@ while i <= #ARGV do
   if i + 1 + a > #ARGV then
     return redis.error_reply('ERR streamstate: op ' .. code .. ' is missing arguments')
   end
-  ops[#ops + 1] = {code, k, ARGV[i + 2], ARGV[i + 3]}
+  nops = nops + 1
+  ops[nops] = {code, k, ARGV[i + 2], ARGV[i + 3]}
   i = i + 2 + a
 end
 
-local function check(key, need)
-  local t = redis.call('TYPE', key)['ok']
-  if t ~= 'none' and t ~= need then
-    return 'WRONGTYPE streamstate: ' .. key .. ' holds a ' .. t .. ', expected a ' .. need
-  end
-end
-local err = check(log, 'stream') or check(idem, 'hash')
-if err then return redis.error_reply(err) end
-local checked = {}
 for _, op in ipairs(ops) do
-  local need = want[op[1]]
-  if op[1] == 'DEL' then checked[op[2]] = 'deleted' end
-  if need and checked[op[2]] == nil then
-    err = check(KEYS[op[2]], need)
-    if err then return redis.error_reply(err) end
-    checked[op[2]] = need
+  local code, k = op[1], op[2]
+  local need = want[code]
+  if code == 'DEL' then proven[k] = 'deleted' end
+  if need and proven[k] == nil and k ~= 1 then
+    local t = redis.call('TYPE', KEYS[k])['ok']
+    if t ~= 'none' and t ~= need then
+      return redis.error_reply('WRONGTYPE streamstate: ' .. KEYS[k] .. ' holds a ' .. t ..
+        ', expected a ' .. need)
+    end
+    proven[k] = need
   end
-  if op[1] == 'ZADD' and tonumber(op[3]) == nil then
+  if code == 'ZADD' and tonumber(op[3]) == nil then
     return redis.error_reply('ERR streamstate: ZADD score is not a number: ' .. op[3])
   end
-  if op[1] == 'PEXPIRE' and tonumber(op[3]) == nil then
+  if code == 'PEXPIRE' and tonumber(op[3]) == nil then
     return redis.error_reply('ERR streamstate: PEXPIRE ms is not a number: ' .. op[3])
   end
 end
