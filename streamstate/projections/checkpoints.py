@@ -152,14 +152,17 @@ class CheckpointView:
         return ops
 
     def _writes(self, keys: SessionKeys, event: WritesPut, at: str) -> list[Op]:
+        # all hash ops, then all index ops: the append script runs each run of
+        # same-kind ops on one key as a single command
         ops: list[Op] = []
+        index: list[Op] = []
         for k, w in enumerate(event.writes):
             field = write_field(event.ns, event.checkpoint_id, event.task_id, w.idx)
             meta = _encoder.encode([event.task_path, w.channel, digest(w.value)])
             put = hset if w.channel in SPECIAL_CHANNELS else hsetnx
             ops.append(put(keys.view("writes"), field, f"{at}.{k}|".encode() + meta))
-            ops.append(zadd(keys.view("wz"), 0, field))
-        return ops
+            index.append(zadd(keys.view("wz"), 0, field))
+        return ops + index
 
 
 # Shared Lua helpers. esc() escapes exactly as Python's quote(safe="-_.~"); hmget() reads

@@ -141,22 +141,67 @@ local function resolve(v)
   return v
 end
 if idf ~= '' then redis.call('HSET', idem, idf, reply[#reply]) end
-for _, op in ipairs(ops) do
-  local c, k, a, b = op[1], KEYS[op[2]], resolve(op[3]), resolve(op[4])
-  if c == 'HSET' then redis.call('HSET', k, a, b)
-  elseif c == 'HSETNX' then redis.call('HSETNX', k, a, b)
-  elseif c == 'HMAX' then
-    local cur = redis.call('HGET', k, a)
-    if (not cur) or cur < b then redis.call('HSET', k, a, b) end
-  elseif c == 'HDEL' then redis.call('HDEL', k, a)
-  elseif c == 'ZADD' then redis.call('ZADD', k, a, b)
-  elseif c == 'ZREM' then redis.call('ZREM', k, a)
-  elseif c == 'SADD' then redis.call('SADD', k, a)
-  elseif c == 'SREM' then redis.call('SREM', k, a)
-  elseif c == 'SET' then redis.call('SET', k, a)
-  elseif c == 'DEL' then redis.call('DEL', k)
-  elseif c == 'PEXPIRE' then redis.call('PEXPIRE', k, a)
+
+-- A run of consecutive ops with the same code and key becomes one command (HSETNX:
+-- one HMGET, then one HSET of the absent fields, the first of a repeated field
+-- winning): the same effect as one command per op, with fewer calls into the server.
+local batched = {HSET=true, HSETNX=true, HDEL=true, ZADD=true, ZREM=true, SADD=true, SREM=true}
+local function call_chunked(cmd, k, args)
+  for s = 1, #args, 4000 do
+    redis.call(cmd, k, unpack(args, s, math.min(s + 3999, #args)))
   end
+end
+local j = 1
+while j <= nops do
+  local c, ki = ops[j][1], ops[j][2]
+  local k = KEYS[ki]
+  local e = j + 1
+  if batched[c] then
+    while e <= nops and ops[e][1] == c and ops[e][2] == ki do e = e + 1 end
+  end
+  if e - j > 1 then
+    local args, width = {}, arity[c]
+    for x = j, e - 1 do
+      args[#args + 1] = resolve(ops[x][3])
+      if width == 2 then args[#args + 1] = resolve(ops[x][4]) end
+    end
+    if c == 'HSETNX' then
+      local names, seen = {}, {}
+      for x = 1, #args, 2 do names[#names + 1] = args[x] end
+      local present, absent = {}, {}
+      for s = 1, #names, 4000 do
+        local part = redis.call('HMGET', k, unpack(names, s, math.min(s + 3999, #names)))
+        for y = 1, #part do present[s + y - 1] = part[y] end
+      end
+      for y = 1, #names do
+        if not present[y] and not seen[names[y]] then
+          seen[names[y]] = true
+          absent[#absent + 1] = names[y]
+          absent[#absent + 1] = args[2 * y]
+        end
+      end
+      if #absent > 0 then call_chunked('HSET', k, absent) end
+    else
+      call_chunked(c, k, args)
+    end
+  else
+    local a, b = resolve(ops[j][3]), resolve(ops[j][4])
+    if c == 'HSET' then redis.call('HSET', k, a, b)
+    elseif c == 'HSETNX' then redis.call('HSETNX', k, a, b)
+    elseif c == 'HMAX' then
+      local cur = redis.call('HGET', k, a)
+      if (not cur) or cur < b then redis.call('HSET', k, a, b) end
+    elseif c == 'HDEL' then redis.call('HDEL', k, a)
+    elseif c == 'ZADD' then redis.call('ZADD', k, a, b)
+    elseif c == 'ZREM' then redis.call('ZREM', k, a)
+    elseif c == 'SADD' then redis.call('SADD', k, a)
+    elseif c == 'SREM' then redis.call('SREM', k, a)
+    elseif c == 'SET' then redis.call('SET', k, a)
+    elseif c == 'DEL' then redis.call('DEL', k)
+    elseif c == 'PEXPIRE' then redis.call('PEXPIRE', k, a)
+    end
+  end
+  j = e
 end
 return reply
 """
