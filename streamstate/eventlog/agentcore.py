@@ -77,7 +77,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -86,7 +86,8 @@ from typing import Any
 import msgspec
 
 from streamstate.errors import BackendError, BackendUnavailable, CodecError, ConfigError
-from streamstate.eventlog._drive import Emit, Flow, acomplete, adrive, complete, drive
+from streamstate.eventlog._drive import Emit, Flow
+from streamstate.eventlog._flow_shell import AsyncFlowEventLog, FlowEventLog
 from streamstate.eventlog.codec import Codec
 from streamstate.eventlog.contract import AppendResult
 from streamstate.eventlog.events import Event, LogEntry
@@ -972,7 +973,9 @@ class LogCore:
             yield Sleep(min(left, 0.1))
         return out
 
-    def ack(self, session: SessionName, group: str, ids: Sequence[str]) -> int:
+    def ack_flow(self, session: SessionName, group: str, ids: Sequence[str]) -> Flow[int]:
+        """Drop ``ids`` from the group's pending entries; a flow without a call (groups
+        live in memory), so the shells run it like every other method."""
         actor_id, session_id = self.where(session)
         done = 0
         with self._lock:
@@ -981,6 +984,7 @@ class LogCore:
                 for i in ids:
                     if pending.pop(i, None) is not None:
                         done += 1
+        yield from ()
         return done
 
     def delete_flow(self, session: SessionName) -> Flow[bool]:
@@ -1078,7 +1082,24 @@ class LogCore:
 # -- the two shells ------------------------------------------------------------------------
 
 
-class AgentCoreEventLog:
+class _AgentCoreShell:
+    """The constructor both AgentCore shells share; they differ only in ``run``."""
+
+    def __init__(
+        self,
+        memory_id: str,
+        *,
+        actor_id: str = "streamstate",
+        codec: Codec | None = None,
+        limits: Limits | None = None,
+        **boto3_kwargs: Any,
+    ) -> None:
+        self.core = LogCore(memory_id, codec=codec, limits=limits, actor_id=actor_id)
+        self.client = make_client(**boto3_kwargs)
+        self.runner = Runner(self.client)
+
+
+class AgentCoreEventLog(_AgentCoreShell, FlowEventLog[LogCore]):
     """The event-log contract over AgentCore Memory, synchronous.
 
     Args:
@@ -1090,160 +1111,12 @@ class AgentCoreEventLog:
             ``config``, credentials...: see :func:`make_client`.
     """
 
-    def __init__(
-        self,
-        memory_id: str,
-        *,
-        actor_id: str = "streamstate",
-        codec: Codec | None = None,
-        limits: Limits | None = None,
-        **boto3_kwargs: Any,
-    ) -> None:
-        self.core = LogCore(memory_id, codec=codec, limits=limits, actor_id=actor_id)
-        self.client = make_client(**boto3_kwargs)
-        self.runner = Runner(self.client)
-
-    def append(
-        self,
-        session: SessionName,
-        events: Sequence[Event],
-        *,
-        idempotency_key: str | None = None,
-        extra_ops: Sequence[Op] = (),
-        ttl: float | None = None,
-    ) -> AppendResult:
-        flow = self.core.log_append_flow(session, events, idempotency_key, extra_ops, ttl)
-        return complete(flow, self.runner.run)
-
-    def read(
-        self,
-        session: SessionName,
-        start: str | None = None,
-        end: str | None = None,
-        *,
-        count: int | None = None,
-        reverse: bool = False,
-    ) -> list[LogEntry]:
-        return complete(self.core.read_flow(session, start, end, count, reverse), self.runner.run)
-
-    def tail(
-        self,
-        session: SessionName,
-        from_id: str | None = None,
-        *,
-        block_ms: int = 1000,
-        idle_timeout: float | None = None,
-    ) -> Iterator[LogEntry]:
-        return drive(self.core.tail_flow(session, from_id, block_ms, idle_timeout), self.runner.run)
-
-    def ensure_group(self, session: SessionName, group: str, start_id: str = "0") -> bool:
-        return complete(self.core.ensure_group_flow(session, group, start_id), self.runner.run)
-
-    def group_read(
-        self,
-        session: SessionName,
-        group: str,
-        consumer: str,
-        *,
-        count: int = 100,
-        block_ms: int | None = None,
-    ) -> list[LogEntry]:
-        flow = self.core.group_read_flow(session, group, consumer, count, block_ms)
-        return complete(flow, self.runner.run)
-
-    def ack(self, session: SessionName, group: str, ids: Sequence[str]) -> int:
-        return self.core.ack(session, group, ids)
-
-    def delete(self, session: SessionName) -> bool:
-        return complete(self.core.delete_flow(session), self.runner.run)
-
-    def trim(
-        self, session: SessionName, *, maxlen: int | None = None, minid: str | None = None
-    ) -> int:
-        return complete(self.core.trim_flow(session, maxlen, minid), self.runner.run)
-
-    def length(self, session: SessionName) -> int:
-        return complete(self.core.length_flow(session), self.runner.run)
+    def run(self, step: Any) -> Any:
+        return self.runner.run(step)
 
 
-class AsyncAgentCoreEventLog:
+class AsyncAgentCoreEventLog(_AgentCoreShell, AsyncFlowEventLog[LogCore]):
     """The asyncio twin of :class:`AgentCoreEventLog` (boto3 calls run in worker threads)."""
 
-    def __init__(
-        self,
-        memory_id: str,
-        *,
-        actor_id: str = "streamstate",
-        codec: Codec | None = None,
-        limits: Limits | None = None,
-        **boto3_kwargs: Any,
-    ) -> None:
-        self.core = LogCore(memory_id, codec=codec, limits=limits, actor_id=actor_id)
-        self.client = make_client(**boto3_kwargs)
-        self.runner = Runner(self.client)
-
-    async def append(
-        self,
-        session: SessionName,
-        events: Sequence[Event],
-        *,
-        idempotency_key: str | None = None,
-        extra_ops: Sequence[Op] = (),
-        ttl: float | None = None,
-    ) -> AppendResult:
-        flow = self.core.log_append_flow(session, events, idempotency_key, extra_ops, ttl)
-        return await acomplete(flow, self.runner.arun)
-
-    async def read(
-        self,
-        session: SessionName,
-        start: str | None = None,
-        end: str | None = None,
-        *,
-        count: int | None = None,
-        reverse: bool = False,
-    ) -> list[LogEntry]:
-        flow = self.core.read_flow(session, start, end, count, reverse)
-        return await acomplete(flow, self.runner.arun)
-
-    def tail(
-        self,
-        session: SessionName,
-        from_id: str | None = None,
-        *,
-        block_ms: int = 1000,
-        idle_timeout: float | None = None,
-    ) -> AsyncIterator[LogEntry]:
-        flow = self.core.tail_flow(session, from_id, block_ms, idle_timeout)
-        return adrive(flow, self.runner.arun)
-
-    async def ensure_group(self, session: SessionName, group: str, start_id: str = "0") -> bool:
-        return await acomplete(
-            self.core.ensure_group_flow(session, group, start_id), self.runner.arun
-        )
-
-    async def group_read(
-        self,
-        session: SessionName,
-        group: str,
-        consumer: str,
-        *,
-        count: int = 100,
-        block_ms: int | None = None,
-    ) -> list[LogEntry]:
-        flow = self.core.group_read_flow(session, group, consumer, count, block_ms)
-        return await acomplete(flow, self.runner.arun)
-
-    async def ack(self, session: SessionName, group: str, ids: Sequence[str]) -> int:
-        return self.core.ack(session, group, ids)
-
-    async def delete(self, session: SessionName) -> bool:
-        return await acomplete(self.core.delete_flow(session), self.runner.arun)
-
-    async def trim(
-        self, session: SessionName, *, maxlen: int | None = None, minid: str | None = None
-    ) -> int:
-        return await acomplete(self.core.trim_flow(session, maxlen, minid), self.runner.arun)
-
-    async def length(self, session: SessionName) -> int:
-        return await acomplete(self.core.length_flow(session), self.runner.arun)
+    async def run(self, step: Any) -> Any:
+        return await self.runner.arun(step)

@@ -62,13 +62,14 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, ClassVar
 
 from streamstate.errors import BackendError, BackendUnavailable, CodecError, ConfigError
-from streamstate.eventlog._drive import Emit, Flow, acomplete, adrive, complete, drive
+from streamstate.eventlog._drive import Emit, Flow
+from streamstate.eventlog._flow_shell import AsyncFlowEventLog, FlowEventLog
 from streamstate.eventlog.codec import Codec
 from streamstate.eventlog.contract import AppendResult
 from streamstate.eventlog.events import CheckpointPut, Event, LogEntry, WritesPut
@@ -842,7 +843,7 @@ class BedrockLogCore:
                     ) from None
         raise AssertionError("unreachable")
 
-    def append_flow(
+    def log_append_flow(
         self,
         name: SessionName,
         events: Sequence[Event],
@@ -1302,7 +1303,25 @@ class BedrockLogCore:
 # --------------------------------------------------------------------------- shells
 
 
-class BedrockEventLog:
+class _BedrockShell:
+    """The constructor both Bedrock shells share; each names its runner class."""
+
+    runner_class: ClassVar[type[SyncRunner] | type[AsyncRunner]]
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        codec: Codec | None = None,
+        core: BedrockLogCore | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.client = client
+        self.core = core or BedrockLogCore(codec, **kwargs)
+        self.run = self.runner_class(client)
+
+
+class BedrockEventLog(_BedrockShell, FlowEventLog[BedrockLogCore]):
     """The event-log contract over Bedrock sessions, synchronously.
 
     Methods keep the semantics of :mod:`streamstate.eventlog.contract`, with the
@@ -1320,159 +1339,10 @@ class BedrockEventLog:
         **kwargs: Passed to :class:`BedrockLogCore` when ``core`` is not given.
     """
 
-    def __init__(
-        self,
-        client: Any,
-        *,
-        codec: Codec | None = None,
-        core: BedrockLogCore | None = None,
-        **kwargs: Any,
-    ) -> None:
-        self.client = client
-        self.core = core or BedrockLogCore(codec, **kwargs)
-        self.run = SyncRunner(client)
-
-    def append(
-        self,
-        session: SessionName,
-        events: Sequence[Event],
-        *,
-        idempotency_key: str | None = None,
-        extra_ops: Sequence[Op] = (),
-        ttl: float | None = None,
-    ) -> AppendResult:
-        flow = self.core.append_flow(session, events, idempotency_key, extra_ops, ttl)
-        return complete(flow, self.run)
-
-    def read(
-        self,
-        session: SessionName,
-        start: str | None = None,
-        end: str | None = None,
-        *,
-        count: int | None = None,
-        reverse: bool = False,
-    ) -> list[LogEntry]:
-        flow = self.core.read_flow(session, start, end, count=count, reverse=reverse)
-        return complete(flow, self.run)
-
-    def tail(
-        self,
-        session: SessionName,
-        from_id: str | None = None,
-        *,
-        block_ms: int = 1000,
-        idle_timeout: float | None = None,
-    ) -> Iterator[LogEntry]:
-        flow = self.core.tail_flow(session, from_id, block_ms=block_ms, idle_timeout=idle_timeout)
-        return drive(flow, self.run)
-
-    def ensure_group(self, session: SessionName, group: str, start_id: str = "0") -> bool:
-        return complete(self.core.ensure_group_flow(session, group, start_id), self.run)
-
-    def group_read(
-        self,
-        session: SessionName,
-        group: str,
-        consumer: str,
-        *,
-        count: int = 100,
-        block_ms: int | None = None,
-    ) -> list[LogEntry]:
-        flow = self.core.group_read_flow(session, group, consumer, count=count, block_ms=block_ms)
-        return complete(flow, self.run)
-
-    def ack(self, session: SessionName, group: str, ids: Sequence[str]) -> int:
-        return complete(self.core.ack_flow(session, group, ids), self.run)
-
-    def delete(self, session: SessionName) -> bool:
-        return complete(self.core.delete_flow(session), self.run)
-
-    def trim(
-        self, session: SessionName, *, maxlen: int | None = None, minid: str | None = None
-    ) -> int:
-        return complete(self.core.trim_flow(session, maxlen=maxlen, minid=minid), self.run)
-
-    def length(self, session: SessionName) -> int:
-        return complete(self.core.length_flow(session), self.run)
+    runner_class = SyncRunner
 
 
-class AsyncBedrockEventLog:
+class AsyncBedrockEventLog(_BedrockShell, AsyncFlowEventLog[BedrockLogCore]):
     """The asyncio twin of :class:`BedrockEventLog` (same arguments and methods)."""
 
-    def __init__(
-        self,
-        client: Any,
-        *,
-        codec: Codec | None = None,
-        core: BedrockLogCore | None = None,
-        **kwargs: Any,
-    ) -> None:
-        self.client = client
-        self.core = core or BedrockLogCore(codec, **kwargs)
-        self.run = AsyncRunner(client)
-
-    async def append(
-        self,
-        session: SessionName,
-        events: Sequence[Event],
-        *,
-        idempotency_key: str | None = None,
-        extra_ops: Sequence[Op] = (),
-        ttl: float | None = None,
-    ) -> AppendResult:
-        flow = self.core.append_flow(session, events, idempotency_key, extra_ops, ttl)
-        return await acomplete(flow, self.run)
-
-    async def read(
-        self,
-        session: SessionName,
-        start: str | None = None,
-        end: str | None = None,
-        *,
-        count: int | None = None,
-        reverse: bool = False,
-    ) -> list[LogEntry]:
-        flow = self.core.read_flow(session, start, end, count=count, reverse=reverse)
-        return await acomplete(flow, self.run)
-
-    async def tail(
-        self,
-        session: SessionName,
-        from_id: str | None = None,
-        *,
-        block_ms: int = 1000,
-        idle_timeout: float | None = None,
-    ) -> AsyncIterator[LogEntry]:
-        flow = self.core.tail_flow(session, from_id, block_ms=block_ms, idle_timeout=idle_timeout)
-        async for entry in adrive(flow, self.run):
-            yield entry
-
-    async def ensure_group(self, session: SessionName, group: str, start_id: str = "0") -> bool:
-        return await acomplete(self.core.ensure_group_flow(session, group, start_id), self.run)
-
-    async def group_read(
-        self,
-        session: SessionName,
-        group: str,
-        consumer: str,
-        *,
-        count: int = 100,
-        block_ms: int | None = None,
-    ) -> list[LogEntry]:
-        flow = self.core.group_read_flow(session, group, consumer, count=count, block_ms=block_ms)
-        return await acomplete(flow, self.run)
-
-    async def ack(self, session: SessionName, group: str, ids: Sequence[str]) -> int:
-        return await acomplete(self.core.ack_flow(session, group, ids), self.run)
-
-    async def delete(self, session: SessionName) -> bool:
-        return await acomplete(self.core.delete_flow(session), self.run)
-
-    async def trim(
-        self, session: SessionName, *, maxlen: int | None = None, minid: str | None = None
-    ) -> int:
-        return await acomplete(self.core.trim_flow(session, maxlen=maxlen, minid=minid), self.run)
-
-    async def length(self, session: SessionName) -> int:
-        return await acomplete(self.core.length_flow(session), self.run)
+    runner_class = AsyncRunner
