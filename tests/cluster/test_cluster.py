@@ -18,6 +18,7 @@ from langgraph.checkpoint.conformance import checkpointer_test, validate
 from streamstate import AsyncValkeySaver, ValkeySaver
 from streamstate.connection import async_client_from_url, client_from_url
 from streamstate.eventlog.valkey import RetryPolicy
+from streamstate.eventlog.valkey.scripts import DELETE_OWN
 from streamstate.testing.cluster import LocalCluster
 from tests.adapters.test_conformance import EXPECTED_TESTS, SyncFacade
 
@@ -95,6 +96,7 @@ def test_round_trip_budget_on_the_cluster(cluster: LocalCluster) -> None:
     saver.put_writes(first, [("x", 1)], "warm")
     saver.get_tuple(_cfg(thread))
     list(saver.list(_cfg(thread), limit=5))
+    client.script_load(DELETE_OWN.source)  # on every primary, whatever ran before this test
     inner = _script_inner_commands()
     ops = {
         "put": lambda: _put(saver, thread, first, 1),
@@ -236,3 +238,25 @@ def _owns(node: valkey.Valkey, slot: int, node_id: str) -> bool:
             pid = primary[2].decode() if isinstance(primary[2], bytes) else primary[2]
             return pid == node_id
     return False
+
+
+def test_a_run_deleted_and_reused_is_registered_again(cluster: LocalCluster) -> None:
+    """On a cluster the run registry is written outside the put's script, once per
+    process; deleting the run must make the next put of that run register it again,
+    or a second delete_for_runs would miss the thread."""
+    saver = ValkeySaver(client_from_url(cluster.url))
+    thread, run = f"rerun-{uuid.uuid4().hex[:6]}", f"run-{uuid.uuid4().hex[:6]}"
+
+    def put(parent: dict[str, Any] | None, i: int) -> dict[str, Any]:
+        cp = empty_checkpoint()
+        version = saver.get_next_version(None, None)
+        cp["channel_values"] = {"n": i}
+        cp["channel_versions"] = {"n": version}
+        return saver.put(parent or _cfg(thread), cp, {"step": i, "run_id": run}, {"n": version})
+
+    put(None, 0)
+    saver.delete_for_runs([run])
+    assert saver.get_tuple(_cfg(thread)) is None
+    put(None, 1)
+    saver.delete_for_runs([run])
+    assert saver.get_tuple(_cfg(thread)) is None

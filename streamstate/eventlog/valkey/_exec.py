@@ -120,6 +120,13 @@ class _SentOnce:
             self.seen.clear()
         self.seen.add(command.args)
 
+    def settled(self, command: Command) -> None:
+        """A deleted key loses its remembered adds: a run registry deleted by
+        ``delete_for_runs`` must be written again by the next put of that run."""
+        if self.seen and command.args and str(command.args[0]).upper() in ("DEL", "UNLINK"):
+            gone = set(command.args[1:])
+            self.seen = {args for args in self.seen if args[1] not in gone}
+
 
 def capped_block_ms(client: Any, block_ms: int) -> int:
     """A blocking read must return before the client's socket timeout fires."""
@@ -192,7 +199,9 @@ class ValkeyExecutor:
     def _once(self, call: Call) -> Any:
         with map_errors(call):
             if isinstance(call, Command):
-                return self.client.execute_command(*call.args)
+                reply = self.client.execute_command(*call.args)
+                self.sent.settled(call)
+                return reply
             try:
                 return self.client.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
             except vx.NoScriptError:
@@ -232,7 +241,9 @@ class AsyncValkeyExecutor:
     async def _once(self, call: Call) -> Any:
         with map_errors(call):
             if isinstance(call, Command):
-                return await self.client.execute_command(*call.args)
+                reply = await self.client.execute_command(*call.args)
+                self.sent.settled(call)
+                return reply
             try:
                 return await self.client.evalsha(
                     call.script.sha, len(call.keys), *call.keys, *call.args
