@@ -48,45 +48,67 @@ def _defaults(kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+def url_or_conn_string(url: str | None, conn_string: str | None) -> str | None:
+    """The URL a factory was given: ``url``, or ``conn_string`` (the keyword name
+    ``langgraph-checkpoint-aws`` uses), never both."""
+    if url is not None and conn_string is not None:
+        raise ConfigError("give url or conn_string, not both")
+    return url if url is not None else conn_string
+
+
 def client_from_url(
-    url: str | None = None, *, pool_size: int = 10, cluster: bool | None = None, **kwargs: Any
+    url: str | None = None,
+    *,
+    pool_size: int | None = 10,
+    cluster: bool | None = None,
+    **kwargs: Any,
 ) -> valkey.Valkey | valkey.cluster.ValkeyCluster:
     """A sync client (binary replies) for ``url``; no URL means the embedded server.
 
-    More concurrent callers than ``pool_size`` wait for a connection (a blocking pool)
-    instead of failing.
+    More concurrent callers than ``pool_size`` wait for a connection (a blocking pool,
+    up to ``pool_timeout`` seconds) instead of failing; ``pool_size=None`` is unbounded.
     """
     url, is_cluster = wants_cluster(_check(resolve_url(url)), cluster)
     kwargs = _defaults(kwargs)
     if is_cluster:
-        return valkey.cluster.ValkeyCluster.from_url(
-            url, max_connections=pool_size, decode_responses=False, **kwargs
-        )
-    pool = valkey.BlockingConnectionPool.from_url(
-        url,
-        max_connections=pool_size,
-        timeout=kwargs.pop("pool_timeout", DEFAULT_POOL_TIMEOUT),
-        decode_responses=False,
-        **kwargs,
-    )
+        return valkey.cluster.ValkeyCluster.from_url(url, **_cluster_args(pool_size, kwargs))
+    pool = _pool(valkey.BlockingConnectionPool, valkey.ConnectionPool, url, pool_size, kwargs)
     return valkey.Valkey.from_pool(pool)
 
 
 def async_client_from_url(
-    url: str | None = None, *, pool_size: int = 10, cluster: bool | None = None, **kwargs: Any
+    url: str | None = None,
+    *,
+    pool_size: int | None = 10,
+    cluster: bool | None = None,
+    **kwargs: Any,
 ) -> valkey.asyncio.Valkey | valkey.asyncio.cluster.ValkeyCluster:
     """An asyncio client (binary replies) for ``url``; no URL means the embedded server."""
     url, is_cluster = wants_cluster(_check(resolve_url(url)), cluster)
     kwargs = _defaults(kwargs)
     if is_cluster:
         return valkey.asyncio.cluster.ValkeyCluster.from_url(
-            url, max_connections=pool_size, decode_responses=False, **kwargs
+            url, **_cluster_args(pool_size, kwargs)
         )
-    pool = valkey.asyncio.BlockingConnectionPool.from_url(
-        url,
-        max_connections=pool_size,
-        timeout=kwargs.pop("pool_timeout", DEFAULT_POOL_TIMEOUT),
-        decode_responses=False,
-        **kwargs,
+    pool = _pool(
+        valkey.asyncio.BlockingConnectionPool, valkey.asyncio.ConnectionPool, url, pool_size, kwargs
     )
     return valkey.asyncio.Valkey.from_pool(pool)
+
+
+def _pool(blocking: Any, unbounded: Any, url: str, size: int | None, kwargs: dict[str, Any]) -> Any:
+    timeout = kwargs.pop("pool_timeout", DEFAULT_POOL_TIMEOUT)
+    if size is None:
+        # nobody ever waits for a connection (and a blocking pool would preallocate
+        # a slot per allowed connection)
+        return unbounded.from_url(url, decode_responses=False, **kwargs)
+    return blocking.from_url(
+        url, max_connections=size, timeout=timeout, decode_responses=False, **kwargs
+    )
+
+
+def _cluster_args(size: int | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    kwargs.pop("pool_timeout", None)  # cluster node pools do not wait for a connection
+    if size is not None:
+        kwargs["max_connections"] = size
+    return {"decode_responses": False, **kwargs}

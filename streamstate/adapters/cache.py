@@ -39,7 +39,7 @@ from langgraph.cache.base import BaseCache, FullKey, Namespace, ValueT
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from streamstate.adapters import _cache_core as core
-from streamstate.connection import async_client_from_url, client_from_url
+from streamstate.connection import async_client_from_url, client_from_url, url_or_conn_string
 from streamstate.errors import ConfigError
 from streamstate.eventlog._drive import acomplete, complete
 from streamstate.eventlog.valkey._exec import (
@@ -166,7 +166,7 @@ class ValkeyCache(BaseCache[ValueT]):
         Raises:
             ConfigError: Both spellings of an argument given, or a bad URL or TTL.
         """
-        url = _one_of("url", url, "conn_string", conn_string)
+        url = url_or_conn_string(url, conn_string)
         ttl = _one_of("ttl", ttl, "ttl_seconds", ttl_seconds)
         # Resolved once, so both clients reach the same (possibly embedded) server.
         url = resolve_url(url)

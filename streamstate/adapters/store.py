@@ -24,7 +24,7 @@ from langgraph.store.base import BaseStore, Op, Result, TTLConfig
 
 from streamstate.adapters import _store_core as core
 from streamstate.adapters._store_core import EmbedDocuments, EmbedQueries, ValkeyIndexConfig
-from streamstate.connection import async_client_from_url, client_from_url
+from streamstate.connection import async_client_from_url, client_from_url, url_or_conn_string
 from streamstate.eventlog._drive import acomplete, complete
 from streamstate.eventlog.keys import Keyspace
 from streamstate.eventlog.valkey import AsyncValkeyEventLog, ValkeyEventLog
@@ -88,15 +88,22 @@ class ValkeyStore(_StoreConfig):
         cls,
         url: str | None = None,
         *,
+        conn_string: str | None = None,
         index: ValkeyIndexConfig | None = None,
         ttl: TTLConfig | None = None,
-        pool_size: int = 10,
+        pool_size: int | None = 10,
+        pool_timeout: float | None = None,
     ) -> Iterator[ValkeyStore]:
         """A store on a new client for ``url`` (no URL: the embedded server).
 
+        ``conn_string`` is the same URL under ``langgraph-checkpoint-aws``'s keyword name;
+        ``pool_size`` ``None`` leaves the pool unbounded; ``pool_timeout`` is how long a
+        caller waits for a free connection (default: the connection module's).
         The vector index snapshot is saved and the client closed on exit.
         """
-        client = client_from_url(url, pool_size=pool_size)
+        pool = {"pool_timeout": pool_timeout} if pool_timeout is not None else {}
+        url = url_or_conn_string(url, conn_string)
+        client = client_from_url(url, pool_size=pool_size, **pool)
         try:
             store = cls(client, index=index, ttl=ttl)
             yield store
@@ -177,15 +184,22 @@ class AsyncValkeyStore(_StoreConfig):
         cls,
         url: str | None = None,
         *,
+        conn_string: str | None = None,
         index: ValkeyIndexConfig | None = None,
         ttl: TTLConfig | None = None,
-        pool_size: int = 10,
+        pool_size: int | None = 10,
+        pool_timeout: float | None = None,
     ) -> AsyncIterator[AsyncValkeyStore]:
         """A store on a new client for ``url`` (no URL: the embedded server).
 
+        ``conn_string`` is the same URL under ``langgraph-checkpoint-aws``'s keyword name;
+        ``pool_size`` ``None`` leaves the pool unbounded; ``pool_timeout`` is how long a
+        caller waits for a free connection (default: the connection module's).
         The vector index snapshot is saved and the client closed on exit.
         """
-        client = async_client_from_url(url, pool_size=pool_size)
+        pool = {"pool_timeout": pool_timeout} if pool_timeout is not None else {}
+        url = url_or_conn_string(url, conn_string)
+        client = async_client_from_url(url, pool_size=pool_size, **pool)
         try:
             store = cls(client, index=index, ttl=ttl)
             yield store

@@ -27,7 +27,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from streamstate.adapters import _saver_core as core
 from streamstate.adapters._bridge import LoopBound, in_thread, iter_in_thread
 from streamstate.adapters._checkpoints import next_version
-from streamstate.connection import async_client_from_url, client_from_url
+from streamstate.connection import async_client_from_url, client_from_url, url_or_conn_string
 from streamstate.eventlog._drive import acomplete, adrive, complete, drive
 from streamstate.eventlog.codec import Codec
 from streamstate.eventlog.keys import Keyspace
@@ -99,13 +99,17 @@ class ValkeySaver(_SaverBase):
         cls,
         url: str | None = None,
         *,
+        conn_string: str | None = None,
         ttl_seconds: float | None = None,
         pool_size: int = 10,
         serde: SerializerProtocol | None = None,
         **kwargs: Any,
     ) -> Iterator[ValkeySaver]:
-        """A saver on a new client for ``url`` (no URL: the embedded server), closed on exit."""
-        client = client_from_url(url, pool_size=pool_size)
+        """A saver on a new client for ``url`` (no URL: the embedded server), closed on exit.
+
+        ``conn_string`` is the same URL under ``langgraph-checkpoint-aws``'s keyword name.
+        """
+        client = client_from_url(url_or_conn_string(url, conn_string), pool_size=pool_size)
         try:
             yield cls(client, ttl=ttl_seconds, serde=serde, **kwargs)
         finally:
@@ -238,12 +242,14 @@ class AsyncValkeySaver(_SaverBase, LoopBound):
         cls,
         url: str | None = None,
         *,
+        conn_string: str | None = None,
         ttl_seconds: float | None = None,
         pool_size: int = 10,
         serde: SerializerProtocol | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[AsyncValkeySaver]:
-        client = async_client_from_url(url, pool_size=pool_size)
+        """As :meth:`ValkeySaver.from_conn_string`, on an asyncio client."""
+        client = async_client_from_url(url_or_conn_string(url, conn_string), pool_size=pool_size)
         try:
             yield cls(client, ttl=ttl_seconds, serde=serde, **kwargs)
         finally:
