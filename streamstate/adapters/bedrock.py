@@ -249,6 +249,10 @@ class AsyncBedrockSessionClient:
 class _BedrockSaverBase(BaseCheckpointSaver[str]):
     """Both shells of every method; each is plan (``_bedrock_core``), execute, read."""
 
+    # the sync or async session client and event log a subclass hands its users
+    session_client_class: type[BedrockSessionClient] | type[AsyncBedrockSessionClient]
+    log_class: type[BedrockEventLog] | type[AsyncBedrockEventLog]
+
     def __init__(
         self,
         client: Any = None,
@@ -296,6 +300,8 @@ class _BedrockSaverBase(BaseCheckpointSaver[str]):
         self._core = core.BedrockSaverCore(self._log)
         self._run = SyncRunner(client)
         self._arun = AsyncRunner(client)
+        self.session_client = self.session_client_class(client, self._log)
+        self.log = self.log_class(client, core=self._log)
 
     def get_next_version(self, current: str | None, channel: None = None) -> str:
         return core.next_version(current)
@@ -465,10 +471,8 @@ class BedrockSessionSaver(_BedrockSaverBase):
             (read, tail, consumer groups), sharing this saver's caches.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.session_client = BedrockSessionClient(self.client, self._log)
-        self.log = BedrockEventLog(self.client, core=self._log)
+    session_client_class = BedrockSessionClient
+    log_class = BedrockEventLog
 
 
 class AsyncBedrockSessionSaver(_BedrockSaverBase):
@@ -478,7 +482,5 @@ class AsyncBedrockSessionSaver(_BedrockSaverBase):
     ``(await saver.session_client.create_session()).session_id`` is a thread id.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.session_client = AsyncBedrockSessionClient(self.client, self._log)
-        self.log = AsyncBedrockEventLog(self.client, core=self._log)
+    session_client_class = AsyncBedrockSessionClient
+    log_class = AsyncBedrockEventLog

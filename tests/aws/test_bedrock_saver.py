@@ -367,3 +367,14 @@ def test_coarse_service_clock_keeps_order(emulator: AwsEmulator) -> None:
     assert [e.event.checkpoint_id for e in newest] == [
         t.checkpoint["id"] for t in list(fresh.list(generate_config(sid)))[:3]
     ]
+
+
+@pytest.mark.parametrize("cls", [BedrockSessionSaver, AsyncBedrockSessionSaver])
+def test_constructor_shows_its_parameters(cls: type) -> None:
+    """help(), IDEs and inspect see the documented arguments, not ``*args, **kwargs``."""
+    import inspect
+
+    params = inspect.signature(cls).parameters
+    for name in ("client", "session", "region_name", "credentials_profile_name", "config"):
+        assert name in params, name
+    assert not any(p.kind is p.VAR_KEYWORD for p in params.values())
