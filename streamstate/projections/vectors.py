@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -113,9 +113,14 @@ class VectorIndex:
         if spec.kind == "hnsw":
             self._hnsw = self._new_hnsw()
         else:
+            # one matrix row per vector; free rows are reused. Per row: its label (0:
+            # free), whether it is live, and its norm, so a query is one matrix product
             self._rows: dict[int, int] = {}
             self._free: list[int] = []
             self._matrix = np.zeros((0, spec.dims), dtype=np.float64)
+            self._row_labels: list[int] = []
+            self._live = np.zeros(0, dtype=bool)
+            self._norms = np.zeros(0, dtype=np.float64)
 
     # -- the projection ------------------------------------------------------------
 
@@ -197,13 +202,17 @@ class VectorIndex:
                 n_vectors = sum(self._ns_vectors[ns] for ns in namespaces)
             if n_items == 0 or k <= 0:
                 return Ranked([], n_items == 0)
-            if self.spec.kind == "flat" or n_vectors <= max(EXACT_BELOW, 8 * k):
+            if self.spec.kind == "flat":
+                best = self._exact_rows(q, namespaces, k)
+                complete = len(best) >= n_items  # else the caller may widen k
+            elif n_vectors <= max(EXACT_BELOW, 8 * k):
                 members = (
                     list(self._labels)
                     if namespaces is None
                     else [m for ns in namespaces for m in self._by_ns[ns]]
                 )
-                best, complete = self._exact(q, members), True
+                best = self._exact(q, members, k)
+                complete = len(best) >= n_items
             else:
                 best, complete = self._approximate(q, prefix, k, n_vectors)
             return Ranked(_top(best, k), complete and k >= len(best))
@@ -267,6 +276,9 @@ class VectorIndex:
         else:
             index._matrix = np.frombuffer(blob, dtype=np.float64).reshape(-1, spec.dims).copy()
             index._rows = {label: row for row, label in enumerate(index._owner)}
+            index._row_labels = list(index._owner)
+            index._live = np.ones(len(index._row_labels), dtype=bool)
+            index._norms = np.linalg.norm(index._matrix, axis=1)
         index.unsaved = 0
         return index
 
@@ -339,7 +351,10 @@ class VectorIndex:
             self._hnsw.remove(np.asarray(stored, dtype=np.uint64))
         else:
             for label in stored:
-                self._free.append(self._rows.pop(label))
+                row = self._rows.pop(label)
+                self._free.append(row)
+                self._row_labels[row] = 0
+                self._live[row] = False
 
     def _add(self, pending: dict[int, np.ndarray]) -> None:
         if not pending:
@@ -354,11 +369,17 @@ class VectorIndex:
             start = self._matrix.shape[0]
             grow = max(need, start // 2, 64)
             self._matrix = np.vstack([self._matrix, np.zeros((grow, self.spec.dims))])
+            self._live = np.concatenate([self._live, np.zeros(grow, dtype=bool)])
+            self._norms = np.concatenate([self._norms, np.zeros(grow)])
+            self._row_labels.extend([0] * grow)
             self._free.extend(range(start + grow - 1, start - 1, -1))
-        for label, vector in zip(labels.tolist(), vectors):
-            row = self._free.pop()
+        rows = [self._free.pop() for _ in range(len(pending))]
+        for label, row in zip(labels.tolist(), rows):
             self._rows[label] = row
-            self._matrix[row] = vector
+            self._row_labels[row] = label
+        self._matrix[rows] = vectors
+        self._live[rows] = True
+        self._norms[rows] = np.linalg.norm(vectors, axis=1)
 
     def _selected(self, prefix: bytes | None) -> list[bytes] | None:
         """Namespaces under ``prefix`` (``None``: no prefix, everything)."""
@@ -373,13 +394,67 @@ class VectorIndex:
         got = self._hnsw.get(np.asarray(labels, dtype=np.uint64), dtype="f32")
         return np.stack(got).astype(np.float64)
 
-    def _exact(self, q: np.ndarray, members: list[bytes]) -> dict[bytes, float]:
+    def _exact_rows(
+        self, q: np.ndarray, namespaces: list[bytes] | None, k: int
+    ) -> dict[bytes, float]:
+        """Exact scores from the flat matrix: one product over the rows in scope."""
+        if namespaces is None:
+            scores = similarity(self.spec.metric, q, self._matrix, self._norms)
+            scores[~self._live] = -np.inf
+            labels = self._row_labels
+            return self._settle(scores, lambda picked: [labels[i] for i in picked], k)
+        rows = np.fromiter(
+            (
+                self._rows[label]
+                for ns in namespaces
+                for m in self._by_ns[ns]
+                for label in self._labels[m]
+            ),
+            dtype=np.int64,
+        )
+        scores = similarity(self.spec.metric, q, self._matrix[rows], self._norms[rows])
+        return self._settle(
+            scores, lambda picked: [self._row_labels[r] for r in rows[picked].tolist()], k
+        )
+
+    def _exact(self, q: np.ndarray, members: list[bytes], k: int) -> dict[bytes, float]:
+        """Exact scores of the members' vectors (an HNSW index too small to search)."""
         labels = [label for m in members for label in self._labels[m]]
         if not labels:
             return {}
         scores = similarity(self.spec.metric, q, self._vectors_of(labels))
+        return self._settle(scores, lambda picked: [labels[i] for i in picked], k)
+
+    def _settle(
+        self, scores: np.ndarray, labels_of: Callable[[list[int]], list[int]], k: int
+    ) -> dict[bytes, float]:
+        """Each owner's best score, for just enough of the highest ``scores`` to settle
+        the top ``k`` items: every item holding one of the k best scores, and every item
+        that ties with the k-th (ties are ordered by member)."""
+        n = len(scores)
+        m = min(n, max(4 * k, 64))
+        while True:
+            top = np.argpartition(-scores, m - 1)[:m] if m < n else np.arange(n)
+            best = self._best_per_owner(top, scores, labels_of)
+            if len(best) >= k or m >= n:
+                break
+            m = min(n, m * 4)
+        if len(best) >= k:
+            kth = sorted((round(v, 12) for v in best.values()), reverse=True)[k - 1]
+            best = self._best_per_owner(np.flatnonzero(scores >= kth - 1e-12), scores, labels_of)
+        return best
+
+    def _best_per_owner(
+        self,
+        picked: np.ndarray,
+        scores: np.ndarray,
+        labels_of: Callable[[list[int]], list[int]],
+    ) -> dict[bytes, float]:
         best: dict[bytes, float] = {}
-        for label, score in zip(labels, scores.tolist()):
+        indices = picked.tolist()
+        for label, score in zip(labels_of(indices), scores[picked].tolist()):
+            if score == -math.inf:
+                continue
             m = self._owner[label]
             if score > best.get(m, -math.inf):
                 best[m] = score
@@ -405,18 +480,20 @@ class VectorIndex:
         return best, count >= self._count
 
 
-def similarity(metric: Metric, q: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    """Exact scores of ``vectors`` against ``q`` (cosine as LangGraph's InMemoryStore)."""
+def similarity(
+    metric: Metric, q: np.ndarray, vectors: np.ndarray, norms: np.ndarray | None = None
+) -> np.ndarray:
+    """Exact scores of ``vectors`` against ``q`` (cosine as LangGraph's InMemoryStore);
+    ``norms`` are the vectors' norms when the caller keeps them."""
     if metric == "inner_product":
         return vectors @ q
     if metric == "l2":
         return -np.linalg.norm(vectors - q, axis=1)
-    norms = np.linalg.norm(vectors, axis=1)
-    q_norm = np.linalg.norm(q)
-    out = np.zeros(len(vectors))
-    mask = norms != 0
-    out[mask] = np.dot(vectors[mask], q) / (norms[mask] * q_norm)
-    return out
+    if norms is None:
+        norms = np.linalg.norm(vectors, axis=1)
+    # zero vectors score 0; no boolean indexing of ``vectors``, which would copy them
+    denominators = norms * np.linalg.norm(q)
+    return np.divide(vectors @ q, denominators, out=np.zeros(len(vectors)), where=denominators != 0)
 
 
 def _score_from_distance(metric: Metric, distance: float) -> float:

@@ -8,6 +8,8 @@ import random
 import numpy as np
 import pytest
 import valkey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from langgraph.store.base import PutOp
 
 from streamstate.adapters.store import ValkeyStore
@@ -174,3 +176,81 @@ def test_rebuild_from_the_log_gives_the_live_search(
             scores_got, scores_want = dict(got), dict(want)
             for m in common:
                 assert scores_got[m] == pytest.approx(scores_want[m], abs=1e-5)
+
+
+def _reference(
+    metric: str,
+    alive: dict[bytes, list[list[float]]],
+    q: list[float],
+    prefix: bytes | None,
+    k: int,
+    stored: type = np.float64,
+) -> list[bytes]:
+    """Score every vector of every item in scope, keep each item's best, order as rank()."""
+    best: dict[bytes, float] = {}
+    below = prefix + b"\x00" if prefix else None
+    for m, vectors in alive.items():
+        ns = m[: m.index(b"\x00\x00")]
+        if prefix and not (ns == prefix or (below is not None and ns.startswith(below))):
+            continue
+        as_stored = np.array(vectors, dtype=stored).astype(np.float64)
+        best[m] = max(vv.similarity(metric, np.array(q), as_stored).tolist())  # type: ignore[arg-type]
+    return [m for m, _ in sorted(best.items(), key=lambda kv: (-round(kv[1], 12), kv[0]))[:k]]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    kind=st.sampled_from(["flat", "hnsw"]),
+    metric=st.sampled_from(["cosine", "l2", "inner_product"]),
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from([("a",), ("a", "b"), ("c",)]),
+            st.sampled_from(["k1", "k2", "k3", "k4", "k5"]),
+            # seed 0 is a zero vector; small seed ranges make exact ties likely
+            st.lists(st.integers(0, 6), max_size=3),
+        ),
+        max_size=30,
+    ),
+    query=st.integers(0, 6),
+    prefix=st.sampled_from([None, b"a", b"a\x00b", b"c"]),
+    k=st.integers(1, 6),
+    via_snapshot=st.booleans(),
+)
+def test_exact_rank_equals_scoring_everything(
+    kind: str,
+    metric: str,
+    steps: list[tuple[tuple[str, ...], str, list[int]]],
+    query: int,
+    prefix: bytes | None,
+    k: int,
+    via_snapshot: bool,
+) -> None:
+    """Exact ranking (the flat index, and an HNSW index too small to search) settles only
+    the top k; it must rank as scoring every vector would, ties included, after puts,
+    re-puts and deletes (an empty vector list deletes), and after a snapshot round trip.
+    HNSW keeps float32 vectors, so its reference scores float32 copies."""
+
+    def v(seed: int) -> list[float]:
+        return [0.0] * DIMS if seed == 0 else vec(seed)
+
+    spec = vv.IndexSpec(DIMS, kind, metric)  # type: ignore[arg-type]
+    index = vv.VectorIndex(spec)
+    alive: dict[bytes, list[list[float]]] = {}
+    events: list[object] = []
+    for ns, key, seeds in steps:
+        if seeds:
+            events.append(
+                ItemPut(ns, key, b"\x80", 0.0, 0.0, None, [FieldVector("f", v(s)) for s in seeds])
+            )
+            alive[member(ns, key)] = [v(s) for s in seeds]
+        else:
+            events.append(ItemDeleted(ns, key))
+            alive.pop(member(ns, key), None)
+    index.apply_entries(entries(*events))
+    if via_snapshot:
+        restored = vv.VectorIndex.from_snapshot(spec, index.to_snapshot())
+        assert restored is not None
+        index = restored
+    got = [m for m, _ in index.rank(v(query), prefix, k).items]
+    stored = np.float32 if kind == "hnsw" else np.float64
+    assert got == _reference(metric, alive, v(query), prefix, k, stored)
