@@ -22,7 +22,30 @@ import valkey.asyncio
 
 from streamstate.server import free_port
 
-PG_BIN_DIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+
+def _pg_bin_dirs() -> list[Path]:
+    return sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+
+
+def _install_postgres() -> str:
+    """Install Debian's ``postgresql`` when we may (root, apt); '' or why not."""
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return "PostgreSQL not installed (apt-get install -y postgresql)"
+    print("[bench] PostgreSQL not found: apt-get install -y postgresql ...", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    try:
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "postgresql"],
+            check=True,
+            capture_output=True,
+            env=env,
+            timeout=600,
+        )
+    except (subprocess.SubprocessError, OSError) as exc:
+        detail = getattr(exc, "stderr", b"") or b""
+        tail = detail.decode(errors="replace").strip().splitlines()[-1:] or [str(exc)]
+        return f"PostgreSQL could not be installed: {tail[0]}"
+    return "" if _pg_bin_dirs() else "PostgreSQL installed but no server binaries found"
 
 
 @dataclass
@@ -44,10 +67,12 @@ def _as_postgres(args: list[str]) -> list[str]:
 @contextlib.contextmanager
 def postgres_server() -> Iterator[Postgres]:
     """initdb + pg_ctl start on a temp dir and a free port; stopped and removed on exit."""
-    if not PG_BIN_DIRS:
-        yield Postgres(note="PostgreSQL not installed (apt-get install -y postgresql)")
-        return
-    bindir = PG_BIN_DIRS[0]
+    if not _pg_bin_dirs():
+        note = _install_postgres()
+        if note:
+            yield Postgres(note=note)
+            return
+    bindir = _pg_bin_dirs()[0]
     tmp = tempfile.mkdtemp(prefix="ss-bench-pg-")
     started = False
     try:
