@@ -121,6 +121,10 @@ class VectorIndex:
             self._row_labels: list[int] = []
             self._live = np.zeros(0, dtype=bool)
             self._norms = np.zeros(0, dtype=np.float64)
+            # each row's namespace as a small int, so a prefix covering much of the
+            # index is a mask over the matrix rather than a gather of its rows
+            self._ns_ids: dict[bytes, int] = {}
+            self._row_ns = np.zeros(0, dtype=np.int64)
 
     # -- the projection ------------------------------------------------------------
 
@@ -279,6 +283,11 @@ class VectorIndex:
             index._row_labels = list(index._owner)
             index._live = np.ones(len(index._row_labels), dtype=bool)
             index._norms = np.linalg.norm(index._matrix, axis=1)
+            index._row_ns = np.fromiter(
+                (index._ns_id(_ns_of(m)) for m in index._owner.values()),
+                dtype=np.int64,
+                count=len(index._owner),
+            )
         index.unsaved = 0
         return index
 
@@ -370,6 +379,7 @@ class VectorIndex:
             grow = max(need, start // 2, 64)
             self._matrix = np.vstack([self._matrix, np.zeros((grow, self.spec.dims))])
             self._live = np.concatenate([self._live, np.zeros(grow, dtype=bool)])
+            self._row_ns = np.concatenate([self._row_ns, np.zeros(grow, dtype=np.int64)])
             self._norms = np.concatenate([self._norms, np.zeros(grow)])
             self._row_labels.extend([0] * grow)
             self._free.extend(range(start + grow - 1, start - 1, -1))
@@ -379,6 +389,7 @@ class VectorIndex:
             self._row_labels[row] = label
         self._matrix[rows] = vectors
         self._live[rows] = True
+        self._row_ns[rows] = [self._ns_id(_ns_of(self._owner[label])) for label in pending]
         self._norms[rows] = np.linalg.norm(vectors, axis=1)
 
     def _selected(self, prefix: bytes | None) -> list[bytes] | None:
@@ -398,9 +409,13 @@ class VectorIndex:
         self, q: np.ndarray, namespaces: list[bytes] | None, k: int
     ) -> dict[bytes, float]:
         """Exact scores from the flat matrix: one product over the rows in scope."""
-        if namespaces is None:
+        in_scope = None if namespaces is None else sum(self._ns_vectors[ns] for ns in namespaces)
+        if in_scope is None or in_scope * 8 >= self._count:
             scores = similarity(self.spec.metric, q, self._matrix, self._norms)
-            scores[~self._live] = -np.inf
+            keep = self._live
+            if namespaces is not None:
+                keep = keep & np.isin(self._row_ns, [self._ns_ids[ns] for ns in namespaces])
+            scores[~keep] = -np.inf
             labels = self._row_labels
             return self._settle(scores, lambda picked: [labels[i] for i in picked], k)
         rows = np.fromiter(
@@ -416,6 +431,12 @@ class VectorIndex:
         return self._settle(
             scores, lambda picked: [self._row_labels[r] for r in rows[picked].tolist()], k
         )
+
+    def _ns_id(self, ns: bytes) -> int:
+        got = self._ns_ids.get(ns)
+        if got is None:
+            got = self._ns_ids[ns] = len(self._ns_ids)
+        return got
 
     def _exact(self, q: np.ndarray, members: list[bytes], k: int) -> dict[bytes, float]:
         """Exact scores of the members' vectors (an HNSW index too small to search)."""
