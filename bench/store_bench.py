@@ -302,7 +302,7 @@ def _vector_section(vec: dict[str, Any], s: dict[str, Any]) -> list[str]:
             f"Flat rows ({kind}): a second store with `index_type: flat` on the same"
             f" collection, replayed from the log in {f['replay_seconds']:.1f} s; exact, timed"
             f" on {f['queries']} queries \u00d7 2 passes. Every query scores every vector"
-            " and ranks them all in Python.",
+            " (one matrix product) and ranks only the rows that can reach the top k.",
             "",
         ]
     rows = []
