@@ -48,6 +48,7 @@ from streamstate.projections.checkpoints import (
     LIST_PAGE,
     VIEWS,
     CheckpointView,
+    blob_channel,
     cp_field,
     decode_record,
     decode_write,
@@ -166,9 +167,7 @@ class SaverCore:
         values: dict[str, Any] = {}
         for bf, blob in zip(blob_fields, blob_values):
             if blob:  # missing (None) or empty (b"") channels are left out
-                values[unescape(bf.split(":")[1])] = serde.loads_typed(
-                    self.view.codec.decode(blob, Typed)
-                )
+                values[blob_channel(bf)] = serde.loads_typed(self.view.codec.decode(blob, Typed))
         checkpoint["channel_values"] = values
         return CheckpointTuple(
             config=thread.config(ns, cid),
