@@ -346,3 +346,31 @@ def unique_ids(prefix: str) -> Iterator[str]:
     """``prefix-0``, ``prefix-1``, ... (thread ids never reused within a process)."""
     for i in itertools.count():
         yield f"{prefix}-{i}"
+
+
+# -- shared by the peers and store benches -------------------------------------------------
+
+X = "\u00d7"  # the multiplication sign of ratios
+
+
+def abba_order(names: Sequence[str], rnd: int) -> list[str]:
+    """ABBA within a round; the starting direction flips every round."""
+    fwd = list(names) if rnd % 2 == 0 else list(reversed(names))
+    return fwd + list(reversed(fwd))
+
+
+def paired_ratios(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
+    """Summary of a / b paired per round (rounds where b is 0 are left out)."""
+    return summary([x / y for x, y in zip(a, b, strict=True) if y])
+
+
+def loadavg() -> str:
+    """The 1/5/15-minute load averages, for results headers."""
+    with contextlib.suppress(OSError):
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return "n/a"
+
+
+def fmt_ratio(r: Mapping[str, float]) -> str:
+    """A ratio summary as its median, then (min to max), with the multiplication sign."""
+    return f"{fmt_num(r['median'])}{X} ({fmt_num(r['min'])}\u2013{fmt_num(r['max'])})"

@@ -27,12 +27,11 @@ import concurrent.futures
 import contextlib
 import gc
 import json
-import os
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,13 +43,18 @@ from bench.common import (
     RESULTS_DIR,
     RoundTrips,
     ServerSample,
+    X,
+    abba_order,
     admin_client,
     embedded_server,
     fmt_num,
+    fmt_ratio,
     fmt_stat,
+    loadavg,
     machine_info,
     machine_md,
     md_table,
+    paired_ratios,
     server_delta,
     summary,
     used_memory,
@@ -70,7 +74,6 @@ PACKAGES = [
     "valkey",
     "libvalkey",
 ]
-X = "\u00d7"
 BASE = "memory"
 PEER_ORDER = [
     "streamstate",
@@ -119,16 +122,6 @@ def _cfg(thread: str) -> dict[str, Any]:
 
 def _new_thread() -> str:
     return f"peers-{uuid.uuid4().hex[:12]}"
-
-
-def _orders(names: Sequence[str], rnd: int) -> list[str]:
-    """ABBA within a round; the starting direction flips every round."""
-    fwd = list(names) if rnd % 2 == 0 else list(reversed(names))
-    return fwd + list(reversed(fwd))
-
-
-def _paired(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
-    return summary([x / y for x, y in zip(a, b, strict=True) if y])
 
 
 # -- 1. whole graphs -----------------------------------------------------------------------
@@ -185,7 +178,7 @@ def bench_graphs(peers: list[Peer], s: Settings, log: Callable[[str], None]) -> 
         for rnd in range(s.rounds):
             acc = dict.fromkeys(names, 0.0)
             count = dict.fromkeys(names, 0)
-            for i, name in enumerate(_orders(names, rnd)):
+            for i, name in enumerate(abba_order(names, rnd)):
                 n = (reps + 1) // 2 if i < len(names) else reps // 2
                 for _ in range(n):
                     gc.collect()
@@ -229,7 +222,7 @@ async def bench_graphs_async(
         for rnd in range(s.rounds):
             acc = dict.fromkeys(names, 0.0)
             count = dict.fromkeys(names, 0)
-            for i, name in enumerate(_orders(names, rnd)):
+            for i, name in enumerate(abba_order(names, rnd)):
                 k = (reps + 1) // 2 if i < len(names) else reps // 2
                 for _ in range(k):
                     gc.collect()
@@ -331,7 +324,7 @@ def bench_growth(
             for n in names:
                 writers[n].grow_to(lv)
             samples: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
-            for n in _orders(names, rnd):
+            for n in abba_order(names, rnd):
                 samples[n].append(
                     _read_latency(by[n].saver, writers[n].thread, max(1, s.reads // 2))
                 )
@@ -445,16 +438,6 @@ def bench_memory(peers: list[Peer], admin: Any, s: Settings, reps: int) -> dict[
 # -- report --------------------------------------------------------------------------------------
 
 
-def _loadavg() -> str:
-    with contextlib.suppress(OSError):
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return "n/a"
-
-
-def _xstat(r: dict[str, float]) -> str:
-    return f"{fmt_num(r['median'])}{X} ({fmt_num(r['min'])}\u2013{fmt_num(r['max'])})"
-
-
 def report(data: dict[str, Any]) -> str:
     info = data["machine"]
     lines = [
@@ -516,7 +499,7 @@ def report(data: dict[str, Any]) -> str:
                     row.append("\u2013")
                     continue
                 v = g["us_per_step"][n]
-                r = _paired(v, base)
+                r = paired_ratios(v, base)
                 add = summary([a - b for a, b in zip(v, base, strict=True)])
                 row.append(f"{fmt_num(r['median'])}{X}; +{fmt_num(add['median'])} µs")
             rows.append(row)
@@ -536,7 +519,7 @@ def report(data: dict[str, Any]) -> str:
                 if n == "streamstate":
                     continue
                 v = g["us_per_step"].get(n)
-                row.append(_xstat(_paired(ss, v)) if v else "\u2013")
+                row.append(fmt_ratio(paired_ratios(ss, v)) if v else "\u2013")
             rows.append(row)
         lines += [md_table(["scenario", *[n for n in others if n != "streamstate"]], rows), ""]
     if data.get("graph_costs"):
@@ -598,7 +581,7 @@ def report(data: dict[str, Any]) -> str:
             for tag, g in growth.items():
                 for n, per in g.items():
                     vals = [per[str(lv)][op] for lv in levels]
-                    flat = _paired(vals[-1], vals[0])
+                    flat = paired_ratios(vals[-1], vals[0])
                     rows.append(
                         [
                             n + tag,
@@ -656,7 +639,7 @@ def report(data: dict[str, Any]) -> str:
         ss = mem.get("streamstate")
         for n, m in mem.items():
             ratio = (
-                _paired(ss["bytes_per_checkpoint"], m["bytes_per_checkpoint"])
+                paired_ratios(ss["bytes_per_checkpoint"], m["bytes_per_checkpoint"])
                 if ss and n != "streamstate"
                 else None
             )
@@ -789,7 +772,7 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick,
         "rounds": s.rounds,
         "levels": list(s.levels),
-        "load_before": _loadavg(),
+        "load_before": loadavg(),
         "not_run": {},
     }
     with contextlib.ExitStack() as stack:
@@ -829,7 +812,7 @@ def main(argv: list[str] | None = None) -> int:
             data["others"] = load_others(valkey_peers, admin, s, log)
             data["growth"][" +others"] = bench_growth(valkey_peers, s, " +others", log)
         data["server_used_memory_end"] = used_memory(admin)
-    data["load_after"] = _loadavg()
+    data["load_after"] = loadavg()
     data["seconds"] = time.monotonic() - t_start
     if args.quick:  # a smoke run never overwrites the kept full results
         out = Path(tempfile.mkdtemp(prefix="ss-bench-peers-quick-"))

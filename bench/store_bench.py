@@ -37,14 +37,15 @@ from bench.common import (
     admin_client,
     embedded_server,
     fmt_num,
+    fmt_ratio,
     fmt_stat,
+    loadavg,
     machine_info,
     machine_md,
     md_table,
     summary,
     write_results,
 )
-from bench.peers_bench import _loadavg, _xstat
 from bench.peers_setup import Postgres, postgres_server
 
 PACKAGES = [
@@ -132,7 +133,7 @@ def _ops_section(ops: dict[str, Any]) -> list[str]:
                 else "not run"
                 for n in names
             ]
-            row += [_xstat(ratio[b][op]) if op in ratio[b] else "\u2013" for b in bases]
+            row += [fmt_ratio(ratio[b][op]) if op in ratio[b] else "\u2013" for b in bases]
             if trips:
                 row.append(fmt_num(trips[op]) if op in trips else "")
             rows.append(row)
@@ -477,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     data: dict[str, Any] = {
         "quick": args.quick,
         "argv": list(argv if argv is not None else sys.argv[1:]),
-        "load_before": _loadavg(),
+        "load_before": loadavg(),
         "vector_settings": vec_s.__dict__,
     }
     with contextlib.ExitStack() as stack:
@@ -499,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
         if kinds:
             log(f"2. vector search: {', '.join(kinds)}")
             data["vectors"] = store_vectors.bench_vectors(server.url, kinds, vec_s, args.seed, log)
-    data["load_after"] = _loadavg()
+    data["load_after"] = loadavg()
     data["seconds"] = time.monotonic() - t_start
     name = data["name"] = args.out or ("store-quick" if args.quick else "store")
     if args.quick and not args.out:  # a smoke run never overwrites the kept full results

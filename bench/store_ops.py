@@ -32,8 +32,7 @@ import valkey.asyncio
 from langchain_core.embeddings import Embeddings
 from langgraph.store.base import PutOp
 
-from bench.common import RoundTrips
-from bench.peers_bench import _orders, _paired
+from bench.common import RoundTrips, abba_order, paired_ratios
 from bench.peers_setup import Postgres
 
 PEERS = ["streamstate", "memory", "postgres"]
@@ -348,7 +347,7 @@ async def _measure(
             here = [p.name for p in peers if op in ops[p.name]]
             count = dict.fromkeys(here, 0)
             secs = dict.fromkeys(here, 0.0)
-            for n in _orders(here, rnd):
+            for n in abba_order(here, rnd):
                 k, t = await _timed(ops[n][op], cursor, s.slot, run_async)
                 cursor += k
                 count[n] += k
@@ -433,7 +432,7 @@ def bench_async(
 def ratios(rates: dict[str, dict[str, list[float]]], base: str) -> dict[str, dict[str, float]]:
     """streamstate ops/s / peer ops/s per scenario, paired per round (> 1: faster)."""
     return {
-        op: _paired(per["streamstate"], per[base])
+        op: paired_ratios(per["streamstate"], per[base])
         for op, per in rates.items()
         if "streamstate" in per and base in per
     }
