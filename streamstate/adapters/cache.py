@@ -170,12 +170,11 @@ class ValkeyCache(BaseCache[ValueT]):
         ttl = _one_of("ttl", ttl, "ttl_seconds", ttl_seconds)
         # Resolved once, so both clients reach the same (possibly embedded) server.
         url = resolve_url(url)
-        client = _blocking(client_from_url(url, pool_size=pool_size), pool_timeout)
+        pool = {"pool_timeout": pool_timeout} if pool_timeout is not None else {}
+        client = client_from_url(url, pool_size=pool_size, **pool)
         cache: ValkeyCache[Any] = cls(client, prefix=prefix, ttl=ttl, serde=serde, retry=retry)
         cache._owned.append(client)
-        cache._async_factory = lambda: _blocking(
-            async_client_from_url(url, pool_size=pool_size), pool_timeout
-        )
+        cache._async_factory = lambda: async_client_from_url(url, pool_size=pool_size, **pool)
         return cache
 
     @classmethod
@@ -381,27 +380,6 @@ def counterpart_pool(pool: AnyPool) -> AnyPool:
         )
     plain = valkey.asyncio.ConnectionPool if to_async else valkey.ConnectionPool
     return plain(connection_class=connection_class, max_connections=pool.max_connections, **kwargs)
-
-
-def _blocking(client: Any, timeout: float | None) -> Any:
-    """``client`` itself, or (given a timeout) a twin whose pool waits for a free connection.
-
-    valkey-py's sync ``from_url`` cannot choose a pool class, so the URL's parsed pool
-    settings are moved into a blocking pool; the unused pool never opened a connection.
-    """
-    if timeout is None:
-        return client
-    pool = client.connection_pool
-    is_async = isinstance(pool, valkey.asyncio.ConnectionPool)
-    blocking = valkey.asyncio.BlockingConnectionPool if is_async else valkey.BlockingConnectionPool
-    return type(client).from_pool(
-        blocking(
-            connection_class=pool.connection_class,
-            max_connections=pool.max_connections,
-            timeout=timeout,
-            **pool.connection_kwargs,
-        )
-    )
 
 
 def _is_async_cluster(client: Any) -> bool:

@@ -69,7 +69,9 @@ def test_store_and_cache_work_on_an_unbounded_pool(valkey_url: str) -> None:
     with ValkeyStore.from_conn_string(valkey_url, pool_size=None) as store:
         store.put(("factories",), "k", {"v": 1})
         assert store.get(("factories",), "k").value == {"v": 1}
-    with ValkeyCache.from_conn_string(valkey_url, pool_size=None) as cache:
+    # a timeout with no bound has nothing to wait for: still an unbounded plain pool
+    with ValkeyCache.from_conn_string(valkey_url, pool_size=None, pool_timeout=2) as cache:
+        assert not isinstance(cache._sync.client.connection_pool, valkey.BlockingConnectionPool)
         cache.set({(("factories",), "k"): ({"v": 2}, None)})
         assert cache.get([(("factories",), "k")]) == {(("factories",), "k"): {"v": 2}}
 
