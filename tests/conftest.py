@@ -72,7 +72,9 @@ def _script_inner_commands() -> set[str]:
             continue
         for value in vars(mod).values():
             if isinstance(value, LuaScript):
-                names |= {m.lower() for m in re.findall(r"redis\.call\(\s*'(\w+)'", value.source)}
+                # every quoted upper-case word: commands are also named as data
+                # ('HMGET' passed to a helper that calls it)
+                names |= {m.lower() for m in re.findall(r"'([A-Z]{2,})'", value.source)}
     return names
 
 

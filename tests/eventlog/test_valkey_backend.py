@@ -93,6 +93,36 @@ def test_failing_hook_leaves_log_and_views_unchanged(client: valkey.Valkey, sid:
     assert after == before
 
 
+@pytest.mark.parametrize("clobbered", ["tasks", "sessions"])
+def test_a_key_read_before_writing_is_type_checked_by_that_read(
+    client: valkey.Valkey, sid: str, clobbered: str
+) -> None:
+    # the insert-if-absent hash and the registry set are read (HMGET, SMISMEMBER), not
+    # TYPE-checked: a wrong type there must still stop the append before any write
+    log = ValkeyEventLog(client, projections=[TaskIndex()], keyspace=Keyspace(f"ss-{sid}"))
+    keys = log.keyspace.session(sid)
+    key = keys.view("tasks") if clobbered == "tasks" else log.keyspace.sessions
+    client.set(key, "a string")
+    with pytest.raises(ScriptError, match=f"WRONGTYPE streamstate: {key} holds a string"):
+        log.append(sid, [make_event(1)])
+    assert client.xlen(keys.log) == 0
+    assert client.get(key) == b"a string"
+    assert client.exists(keys.view("order")) == 0
+
+
+def test_a_steady_append_writes_only_what_changes(private_server, count_commands, sid) -> None:
+    client = valkey.Valkey.from_url(private_server.url)
+    log = ValkeyEventLog(client, projections=[TaskIndex()])
+    log.append(sid, [make_event(0)])
+    with count_commands(client) as counted:
+        log.append(sid, [make_event(1)])
+    # the session is registered already, so the registry is read, not written again
+    assert counted.delta.get("sadd", 0) == 0, counted.delta
+    assert counted.delta["smismember"] == 1
+    assert counted.delta.get("type", 0) == 1  # only "order": "tasks" is proven by HMGET
+    assert client.sismember(log.keyspace.sessions, log.keyspace.session(sid).tag)
+
+
 def test_unknown_op_is_refused_before_anything_is_written(client: valkey.Valkey, sid: str) -> None:
     log = ValkeyEventLog(client)
     keys = log.keyspace.session(sid)

@@ -43,7 +43,7 @@ APP_COMMANDS = [
     "hget", "hgetall", "hmget", "hset", "hsetnx", "hdel", "hexists",
     "zadd", "zrem", "zrange", "zrangebylex", "zrevrangebylex", "zscore", "zcount", "zcard",
     "zremrangebyscore", "zremrangebyrank",
-    "sadd", "srem", "smembers", "sscan", "sunion",
+    "sadd", "srem", "smembers", "smismember", "sscan", "sunion",
     "get", "mget", "set", "del", "unlink", "exists", "type", "pexpire", "pexpireat", "persist",
     "time",
     "ping", "client|setinfo",

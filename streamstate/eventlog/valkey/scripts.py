@@ -54,10 +54,32 @@ local function body(v)
   return v
 end
 
--- A key's type is proven by a read that runs before any write (a wrong type aborts
--- the script there); every other key an op writes gets a TYPE check. The log needs
--- none: XADD is the first write.
+-- Every read runs before the first write, so a key of the wrong type aborts the script
+-- before it has changed anything. A read that an op needs anyway (HSETNX and HMAX read
+-- the hash, SADD asks SMISMEMBER) proves the key's type; other keys get a TYPE check.
+-- The log needs none: XADD is the first write.
 local proven = {}
+local function wrongtype(k, t, need)
+  return redis.error_reply('WRONGTYPE streamstate: ' .. KEYS[k] .. ' holds a ' .. t ..
+    ', expected a ' .. need)
+end
+-- HMGET / SMISMEMBER of many fields in chunks (unpack() is limited by the Lua C stack);
+-- returns the replies, or nil and the error to return.
+local function read(k, need, cmd, list)
+  local out = {}
+  for s = 1, #list, 4000 do
+    local r = redis.pcall(cmd, KEYS[k], unpack(list, s, math.min(s + 3999, #list)))
+    if type(r) == 'table' and r.err then
+      if string.find(r.err, 'WRONGTYPE', 1, true) then
+        return nil, wrongtype(k, redis.call('TYPE', KEYS[k])['ok'], need)
+      end
+      return nil, r
+    end
+    for y = 1, #r do out[s + y - 1] = r[y] end
+  end
+  proven[k] = need
+  return out
+end
 if idf ~= '' then
   local prev = redis.call('HGET', idem, idf)
   if prev then return {0, prev} end
@@ -72,7 +94,9 @@ local arity = {HSET=2, HSETNX=2, HMAX=2, HDEL=1, ZADD=2, ZREM=1, SADD=1, SREM=1,
                SET=1, DEL=0, PEXPIRE=1}
 local want = {HSET='hash', HSETNX='hash', HMAX='hash', HDEL='hash', ZADD='zset',
               ZREM='zset', SADD='set', SREM='set', SET='string'}
-local ops, nops = {}, 0
+-- A run of consecutive ops with the same code and key becomes one command.
+local batched = {HSET=true, HSETNX=true, HDEL=true, ZADD=true, ZREM=true, SADD=true, SREM=true}
+local runs = {}
 while i <= #ARGV do
   local code = ARGV[i]
   local a = arity[code]
@@ -86,42 +110,60 @@ while i <= #ARGV do
   if i + 1 + a > #ARGV then
     return redis.error_reply('ERR streamstate: op ' .. code .. ' is missing arguments')
   end
-  nops = nops + 1
-  ops[nops] = {code, k, ARGV[i + 2], ARGV[i + 3]}
+  if (code == 'ZADD' or code == 'PEXPIRE') and tonumber(ARGV[i + 2]) == nil then
+    return redis.error_reply('ERR streamstate: ' .. code .. ' ' ..
+      (code == 'ZADD' and 'score' or 'ms') .. ' is not a number: ' .. ARGV[i + 2])
+  end
+  local last = runs[#runs]
+  if not (last and batched[code] and last.code == code and last.k == k) then
+    last = {code = code, k = k, a = {}, b = {}}
+    runs[#runs + 1] = last
+  end
+  last.a[#last.a + 1] = ARGV[i + 2]
+  last.b[#last.b + 1] = ARGV[i + 3]
   i = i + 2 + a
 end
 
-for _, op in ipairs(ops) do
-  local code, k = op[1], op[2]
+-- The read phase. ``run.cur`` holds what the key held before the script for the run's
+-- fields (members), when no earlier op of the script writes that key.
+local touched = {}
+for k = 1, doomed do touched[k] = true; proven[k] = 'deleted' end
+for _, run in ipairs(runs) do
+  local code, k = run.code, run.k
   local need = want[code]
   if code == 'DEL' then proven[k] = 'deleted' end
-  if need and proven[k] == nil and k ~= 1 then
+  if not touched[k] and (code == 'HSETNX' or code == 'HMAX'
+      or (code == 'HSET' and skip_noop)) then
+    local cur, err = read(k, 'hash', 'HMGET', run.a)
+    if err then return err end
+    run.cur = cur
+  elseif not touched[k] and code == 'SADD' then
+    local cur, err = read(k, 'set', 'SMISMEMBER', run.a)
+    if err then return err end
+    run.cur = cur
+  elseif need and proven[k] == nil and k ~= 1 then
     local t = redis.call('TYPE', KEYS[k])['ok']
-    if t ~= 'none' and t ~= need then
-      return redis.error_reply('WRONGTYPE streamstate: ' .. KEYS[k] .. ' holds a ' .. t ..
-        ', expected a ' .. need)
-    end
+    if t ~= 'none' and t ~= need then return wrongtype(k, t, need) end
     proven[k] = need
   end
-  if code == 'ZADD' and tonumber(op[3]) == nil then
-    return redis.error_reply('ERR streamstate: ZADD score is not a number: ' .. op[3])
-  end
-  if code == 'PEXPIRE' and tonumber(op[3]) == nil then
-    return redis.error_reply('ERR streamstate: PEXPIRE ms is not a number: ' .. op[3])
-  end
+  touched[k] = true
 end
 
+-- An append is a no-op when no hash-content op would change anything.
 if skip_noop then
   local effective = false
-  for _, op in ipairs(ops) do
-    local c, k = op[1], KEYS[op[2]]
-    if c == 'HSETNX' then
-      effective = redis.call('HEXISTS', k, op[3]) == 0
-    elseif c == 'HSET' then
-      effective = body(redis.call('HGET', k, op[3]) or nil) ~= body(op[4])
-    elseif c == 'HMAX' then
-      local cur = redis.call('HGET', k, op[3])
-      effective = (not cur) or cur < op[4]
+  for _, run in ipairs(runs) do
+    local c, k = run.code, KEYS[run.k]
+    for x = 1, #run.a do
+      local cur
+      if c == 'HSETNX' or c == 'HSET' or c == 'HMAX' then
+        if run.cur then cur = run.cur[x] else cur = redis.call('HGET', k, run.a[x]) end
+      end
+      if c == 'HSETNX' then effective = not cur
+      elseif c == 'HSET' then effective = body(cur or nil) ~= body(run.b[x])
+      elseif c == 'HMAX' then effective = (not cur) or cur < run.b[x]
+      end
+      if effective then break end
     end
     if effective then break end
   end
@@ -142,71 +184,53 @@ local function resolve(v)
 end
 if idf ~= '' then redis.call('HSET', idem, idf, reply[#reply]) end
 
--- A run of consecutive ops with the same code and key becomes one command (HSETNX:
--- one HMGET, then one HSET of the absent fields, the first of a repeated field
--- winning): the same effect as one command per op, with fewer calls into the server.
-local batched = {HSET=true, HSETNX=true, HDEL=true, ZADD=true, ZREM=true, SADD=true, SREM=true}
 local function call_chunked(cmd, k, args)
   for s = 1, #args, 4000 do
     redis.call(cmd, k, unpack(args, s, math.min(s + 3999, #args)))
   end
 end
-local j = 1
-while j <= nops do
-  local c, ki = ops[j][1], ops[j][2]
-  local k = KEYS[ki]
-  local e = j + 1
-  if batched[c] then
-    while e <= nops and ops[e][1] == c and ops[e][2] == ki do e = e + 1 end
-  end
-  if e - j > 1 then
-    local args, width = {}, arity[c]
-    for x = j, e - 1 do
-      args[#args + 1] = resolve(ops[x][3])
-      if width == 2 then args[#args + 1] = resolve(ops[x][4]) end
+for _, run in ipairs(runs) do
+  local c, k, a, b = run.code, KEYS[run.k], run.a, run.b
+  if c == 'HSETNX' or c == 'SADD' then
+    -- the fields (members) absent before, the first of a repeated one winning
+    local cur = run.cur
+    if not cur then
+      cur = read(run.k, want[c], c == 'HSETNX' and 'HMGET' or 'SMISMEMBER', a)
     end
-    if c == 'HSETNX' then
-      local names, seen = {}, {}
-      for x = 1, #args, 2 do names[#names + 1] = args[x] end
-      local present, absent = {}, {}
-      for s = 1, #names, 4000 do
-        local part = redis.call('HMGET', k, unpack(names, s, math.min(s + 3999, #names)))
-        for y = 1, #part do present[s + y - 1] = part[y] end
+    local args, seen = {}, {}
+    for y = 1, #a do
+      if (not cur[y] or cur[y] == 0) and not seen[a[y]] then
+        seen[a[y]] = true
+        args[#args + 1] = a[y]
+        if c == 'HSETNX' then args[#args + 1] = resolve(b[y]) end
       end
-      for y = 1, #names do
-        if not present[y] and not seen[names[y]] then
-          seen[names[y]] = true
-          absent[#absent + 1] = names[y]
-          absent[#absent + 1] = args[2 * y]
-        end
-      end
-      if #absent > 0 then call_chunked('HSET', k, absent) end
-    else
-      call_chunked(c, k, args)
     end
-  else
-    local a, b = resolve(ops[j][3]), resolve(ops[j][4])
-    if c == 'HSET' then redis.call('HSET', k, a, b)
-    elseif c == 'HSETNX' then redis.call('HSETNX', k, a, b)
-    elseif c == 'HMAX' then
-      local cur = redis.call('HGET', k, a)
-      if (not cur) or cur < b then redis.call('HSET', k, a, b) end
-    elseif c == 'HDEL' then redis.call('HDEL', k, a)
-    elseif c == 'ZADD' then redis.call('ZADD', k, a, b)
-    elseif c == 'ZREM' then redis.call('ZREM', k, a)
-    elseif c == 'SADD' then redis.call('SADD', k, a)
-    elseif c == 'SREM' then redis.call('SREM', k, a)
-    elseif c == 'SET' then redis.call('SET', k, a)
-    elseif c == 'DEL' then redis.call('DEL', k)
-    elseif c == 'PEXPIRE' then redis.call('PEXPIRE', k, a)
+    if #args > 0 then call_chunked(c == 'HSETNX' and 'HSET' or 'SADD', k, args) end
+  elseif c == 'HMAX' then
+    local v = resolve(b[1])
+    local cur
+    if run.cur then cur = run.cur[1] else cur = redis.call('HGET', k, a[1]) end
+    if (not cur) or cur < v then redis.call('HSET', k, a[1], v) end
+  elseif c == 'HSET' or c == 'ZADD' then
+    local args = {}
+    for y = 1, #a do
+      args[#args + 1] = resolve(a[y])
+      args[#args + 1] = resolve(b[y])
     end
+    call_chunked(c, k, args)
+  elseif c == 'HDEL' or c == 'ZREM' or c == 'SREM' then
+    local args = {}
+    for y = 1, #a do args[y] = resolve(a[y]) end
+    call_chunked(c, k, args)
+  elseif c == 'SET' then redis.call('SET', k, resolve(a[1]))
+  elseif c == 'DEL' then redis.call('DEL', k)
+  elseif c == 'PEXPIRE' then redis.call('PEXPIRE', k, a[1])
   end
-  j = e
 end
 return reply
 """
 
-APPEND = LuaScript("append", "local function pre_write() end\n" + _APPEND_BODY)
+APPEND = LuaScript("append", "local function pre_write() end\nlocal doomed = 0\n" + _APPEND_BODY)
 
 # Compaction: replace a session's log and views in one step. ARGV[1] is the id the log
 # must still end with ('' skips the check: a concurrent append makes the caller retry),
@@ -222,6 +246,8 @@ if expected ~= '' then
   local actual = (last[1] and last[1][1]) or ''
   if actual ~= expected then return {-1, actual} end
 end
+-- the first ndel keys are deleted before the writes: the read phase must not trust them
+local doomed = ndel
 local function pre_write()
   for i = 1, ndel do redis.call('DEL', KEYS[i]) end
 end
