@@ -1,8 +1,11 @@
 """The checkpoint views of one thread, materialised from its log.
 
-Views hold no second copy of a value: they point into the log. A Valkey log entry keeps
-the event without its values in field ``e`` and each channel or write value in its own
-field (``0``, ``1``, ...), so a view can name one value as ``<entry id>.<field>``.
+Views point into the log for large values: a Valkey log entry keeps the event without
+its values in field ``e`` and each channel or write value in its own field (``0``,
+``1``, ...), so a view can name one value as ``<entry id>.<field>``. A value of at most
+:data:`INLINE_MAX` stored bytes is kept in the view itself as ``=<length>|<value>``
+(the log keeps its copy too): reading a checkpoint then follows a pointer only for the
+large values, typically the message list in the checkpoint's own entry.
 
 Keys (all under the thread session's hash tag; ``ns``, ``cid``, channel, version and task
 ids escaped with :func:`~streamstate.eventlog.keys.escape`, so ``:`` separates):
@@ -13,11 +16,12 @@ ids escaped with :func:`~streamstate.eventlog.keys.escape`, so ``:`` separates):
   as LangGraph's in-memory saver sorts them; the escaped ``ns`` has no ``:``, so the
   first ``:`` splits a member.
 * ``latest`` hash  ``ns`` -> greatest raw checkpoint id.
-* ``blobs``  hash  ``ns:channel:version`` -> ``<id>.<field>`` (``""``: the channel has
-  a version but no value), written once: an unchanged channel is never stored again.
-* ``wz``     zset  ``ns:cid:task:idx`` and ``writes`` hash (same fields) ->
-  ``<id>.<field>|`` + msgpack ``[task_path, channel, digest]``; ordinary writes are
-  inserted if absent, special channels (error, interrupt, resume, scheduled) overwrite.
+* ``blobs``  hash  ``ns:channel:version`` -> the value's reference (``""``: the channel
+  has a version but no value), written once: an unchanged channel is never stored again.
+* ``wz``     zset  ``ns:cid:task:idx`` and ``writes`` hash (same fields) -> the value's
+  reference, then ``|`` + msgpack ``[task_path, channel, digest]`` (after the value, for
+  an inline one); ordinary writes are inserted if absent, special channels (error,
+  interrupt, resume, scheduled) overwrite.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ from streamstate.eventlog.ops import Op, hmax, hset, hsetnx, zadd
 from streamstate.eventlog.valkey.scripts import LuaScript
 
 VIEWS = ("cps", "idx", "latest", "blobs", "wz", "writes")
+INLINE_MAX = 1024
+"""Stored values up to this many bytes are kept in the views, not only in the log."""
 SPECIAL_CHANNELS = frozenset({"__error__", "__scheduled__", "__interrupt__", "__resume__"})
 
 _encoder = msgspec.msgpack.Encoder()
@@ -52,6 +58,21 @@ _write_decoder = msgspec.msgpack.Decoder(tuple[str, str, str])
 
 def _body(value: bytes) -> bytes:
     return value[value.index(b"|") + 1 :]
+
+
+def _write_meta(value: bytes) -> bytes:
+    """The msgpack part of a write record ``<reference>|<meta>``."""
+    bar = value.index(b"|")
+    if value[:1] == b"=":  # the reference is the value itself: "=<length>|<value>"
+        return value[bar + 2 + int(value[1:bar]) :]
+    return value[bar + 1 :]
+
+
+def value_ref(at: str, k: int, stored: Sequence[bytes]) -> bytes:
+    """How a view names value ``k`` of entry ``at``: inline if small, else a pointer."""
+    if k < len(stored) and len(stored[k]) <= INLINE_MAX:
+        return b"=%d|%s" % (len(stored[k]), stored[k])
+    return f"{at}.{k}".encode()
 
 
 def decode_record(rec: bytes) -> tuple[dict[str, str], list[str], str, str]:
@@ -65,7 +86,7 @@ def decode_record(rec: bytes) -> tuple[dict[str, str], list[str], str, str]:
 def decode_write(value: bytes) -> tuple[str, str]:
     """A stored write's ``(task_path, channel)``."""
     try:
-        task_path, channel, _digest = _write_decoder.decode(_body(value))
+        task_path, channel, _digest = _write_decoder.decode(_write_meta(value))
     except (ValueError, msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise CodecError(f"corrupt write record: {exc}", stage="msgpack") from exc
     return task_path, channel
@@ -131,17 +152,22 @@ class CheckpointView:
     def apply(self, keys: SessionKeys, event: Event) -> Sequence[Op]:
         raise TypeError("CheckpointView points into the log: call apply_at with the entry id")
 
-    def apply_at(self, keys: SessionKeys, event: Event, at: str) -> Sequence[Op]:
-        """The view's ops for ``event`` stored as log entry ``at`` (an id or placeholder)."""
+    def apply_at(
+        self, keys: SessionKeys, event: Event, at: str, stored: Sequence[bytes] = ()
+    ) -> Sequence[Op]:
+        """The view's ops for ``event`` stored as log entry ``at`` (an id or placeholder)
+        with its values ``stored`` as the log holds them (small ones are kept inline)."""
         match event:
             case CheckpointPut():
-                return self._checkpoint(keys, event, at)
+                return self._checkpoint(keys, event, at, stored)
             case WritesPut():
-                return self._writes(keys, event, at)
+                return self._writes(keys, event, at, stored)
             case ItemPut() | ItemDeleted():
                 return []
 
-    def _checkpoint(self, keys: SessionKeys, event: CheckpointPut, at: str) -> list[Op]:
+    def _checkpoint(
+        self, keys: SessionKeys, event: CheckpointPut, at: str, stored: Sequence[bytes]
+    ) -> list[Op]:
         ns = event.ns
         blob_fields = [blob_field(ns, ch, ver) for ch, ver in event.versions]
         # "empty" (a version without a value) is b"" so scripts can tell it from a value
@@ -149,7 +175,7 @@ class CheckpointView:
             hsetnx(
                 keys.view("blobs"),
                 blob_field(ns, b.channel, b.version),
-                "" if b.value[0] == "empty" else f"{at}.{k}",
+                "" if b.value[0] == "empty" else value_ref(at, k, stored),
             )
             for k, b in enumerate(event.blobs)
         ]
@@ -162,7 +188,9 @@ class CheckpointView:
         ops.append(hmax(keys.view("latest"), escape(ns), event.checkpoint_id))
         return ops
 
-    def _writes(self, keys: SessionKeys, event: WritesPut, at: str) -> list[Op]:
+    def _writes(
+        self, keys: SessionKeys, event: WritesPut, at: str, stored: Sequence[bytes]
+    ) -> list[Op]:
         # all hash ops, then all index ops: the append script runs each run of
         # same-kind ops on one key as a single command
         ops: list[Op] = []
@@ -171,14 +199,15 @@ class CheckpointView:
             field = write_field(event.ns, event.checkpoint_id, event.task_id, w.idx)
             meta = _encoder.encode([event.task_path, w.channel, digest(w.value)])
             put = hset if w.channel in SPECIAL_CHANNELS else hsetnx
-            ops.append(put(keys.view("writes"), field, f"{at}.{k}|".encode() + meta))
+            ops.append(put(keys.view("writes"), field, value_ref(at, k, stored) + b"|" + meta))
             index.append(zadd(keys.view("wz"), 0, field))
         return ops + index
 
 
 # Shared Lua helpers. esc() escapes exactly as Python's quote(safe="-_.~"); hmget() reads
-# in chunks (unpack() is limited by the Lua C stack); deref() follows "<id>.<field>" into
-# the log (KEYS[7]), reading each entry once per call.
+# in chunks (unpack() is limited by the Lua C stack); deref() returns an inline value
+# ("=<length>|<value>...") or follows "<id>.<field>" into the log (KEYS[7]), reading each
+# entry once per call.
 _LUA_HELPERS = r"""
 local function esc(s)
   return (string.gsub(s, "[^%w%-_%.~]", function(c)
@@ -209,6 +238,10 @@ local function entry(eid)
 end
 local function deref(v)
   if not v or v == '' then return v end
+  if string.byte(v, 1) == 61 then
+    local bar = string.find(v, '|', 1, true)
+    return string.sub(v, bar + 1, bar + tonumber(string.sub(v, 2, bar - 1)))
+  end
   local p = string.find(v, '|', 1, true)
   local ref = p and string.sub(v, 1, p - 1) or v
   local dot = string.find(ref, '.', 1, true)

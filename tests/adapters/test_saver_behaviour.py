@@ -3,6 +3,7 @@ channel de-duplication, server-side filters, the delta-history fast path, rebuil
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from typing import Any
@@ -16,6 +17,7 @@ from streamstate import ValkeySaver
 from streamstate.errors import BackendUnavailable, ScriptError
 from streamstate.eventlog.keys import Keyspace
 from streamstate.eventlog.valkey import RetryPolicy
+from streamstate.projections.checkpoints import INLINE_MAX
 from tests.adapters.test_saver_graphs import build_graph
 
 
@@ -242,18 +244,42 @@ def test_prune_and_delete_for_runs_keep_the_log_replayable(valkey_url: str) -> N
     ) == list(saver.log.snapshot(view.view_keys(shadow.session(session))).values())
 
 
-def test_views_point_into_the_log_instead_of_copying(valkey_url: str) -> None:
+def test_views_point_into_the_log_for_large_values_and_inline_small_ones(
+    valkey_url: str,
+) -> None:
     client = valkey.Valkey.from_url(valkey_url)
     saver = ValkeySaver(client)
     thread = f"refs-{uuid.uuid4().hex[:6]}"
-    [config] = _put_chain(saver, thread, 1)
-    saver.put_writes(config, [("big", "y" * 5000)], "task")
+    big = os.urandom(INLINE_MAX).hex()  # incompressible: stored above INLINE_MAX
+    cp = empty_checkpoint()
+    v = saver.get_next_version(None, None)
+    cp["channel_values"] = {"big": big, "small": 7}
+    cp["channel_versions"] = {"big": v, "small": v}
+    config = saver.put(_cfg(thread), cp, {}, {"big": v, "small": v})
+    saver.put_writes(config, [("big", big), ("small", "=1|y|")], "task")
+
     keys = saver.log.keyspace.session(("t", thread))
+    [cp_entry, writes_entry] = client.xrange(keys.log)
+    stored = {  # (entry id, field) -> the value's bytes in the log
+        (cp_entry[0].decode(), k.decode()): val for k, val in cp_entry[1].items()
+    } | {(writes_entry[0].decode(), k.decode()): val for k, val in writes_entry[1].items()}
     refs = list(client.hgetall(keys.view("blobs")).values())
-    refs += [v.split(b"|")[0] for v in client.hgetall(keys.view("writes")).values()]
-    assert refs and all(len(r) < 40 and b"." in r for r in refs), refs
-    entry_ids = {e.id for e in saver.log.read(("t", thread))}
-    assert {r.decode().rsplit(".", 1)[0] for r in refs} <= entry_ids
+    refs += [v[: v.rindex(b"|")] for v in client.hgetall(keys.view("writes")).values()]
+    pointers = [r for r in refs if not r.startswith(b"=")]
+    inline = [r for r in refs if r.startswith(b"=")]
+    assert len(pointers) == 2 and len(inline) == 2, refs  # "big" twice, "small" twice
+    for r in pointers:  # a pointer names a large value of an entry
+        entry, field = r.decode().rsplit(".", 1)
+        assert len(stored[entry, field]) > INLINE_MAX
+    stored_small = {val for val in stored.values() if len(val) <= INLINE_MAX}
+    for r in inline:  # an inline value is the log's bytes, length-prefixed
+        length, value = r[1:].split(b"|", 1)
+        assert int(length) == len(value) and value in stored_small
+
+    got = saver.get_tuple(config)
+    assert got is not None
+    assert got.checkpoint["channel_values"] == {"big": big, "small": 7}
+    assert sorted(got.pending_writes) == [("task", "big", big), ("task", "small", "=1|y|")]
 
 
 def test_special_writes_overwrite_and_retries_append_nothing(counted_saver) -> None:

@@ -76,16 +76,20 @@ def ops_for(
     events: Sequence[Event],
     projections: Iterable[Projection],
     ids: Sequence[str] | None = None,
+    values: Sequence[Sequence[bytes]] | None = None,
 ) -> list[Op]:
     """Every projection's ops for the events; ``ids`` are their entry ids when known
-    (rebuild), else placeholders resolved by the append script."""
+    (rebuild), else placeholders resolved by the append script. ``values`` are each
+    event's values as stored (stream fields ``0``, ``1``, ...), for views that keep
+    small ones inline."""
     projections = tuple(projections)
     ops: list[Op] = []
     for n, event in enumerate(events, 1):
         at = ids[n - 1] if ids is not None else placeholder(n)
+        stored = values[n - 1] if values is not None else ()
         for p in projections:
             apply_at = getattr(p, "apply_at", None)
-            ops.extend(apply_at(keys, event, at) if apply_at else p.apply(keys, event))
+            ops.extend(apply_at(keys, event, at, stored) if apply_at else p.apply(keys, event))
     return ops
 
 
@@ -124,7 +128,7 @@ def plan_append(
     """
     sk = keyspace.session(session)
     encoded = [encode_entry(codec, e) for e in events]
-    ops = ops_for(sk, events, projections)
+    ops = ops_for(sk, events, projections, values=[e[1:] for e in encoded])
     ops.extend(extra_ops)
     if register:
         ops.append(sadd(keyspace.sessions, sk.tag))
@@ -182,16 +186,15 @@ def plan_replace(
     """
     sk = keyspace.session(session)
     old = session_key_set(sk, projections)
-    ops = ops_for(sk, events, projections)
+    encoded = [encode_entry(codec, e) for e in events]
+    ops = ops_for(sk, events, projections, values=[e[1:] for e in encoded])
     ops.extend(extra_ops)
     if register:
         ops.append(sadd(keyspace.sessions, sk.tag))
     if ttl is not None:
         ops.extend(pexpire(k, ttl_ms(ttl)) for k in old)
     ops, before = split_foreign(sk, ops) if cluster else (ops, ())
-    call = _script_for(
-        sk, [encode_entry(codec, e) for e in events], ops, preset=old, idempotent=False
-    )
+    call = _script_for(sk, encoded, ops, preset=old, idempotent=False)
     return ScriptCall(REPLACE, call.keys, [expected_last_id, len(old), *call.args], False, before)
 
 
@@ -293,6 +296,15 @@ def _fields(raw: Any) -> dict[bytes, bytes] | None:
         return {k if isinstance(k, bytes) else str(k).encode(): v for k, v in raw.items()}
     it = iter(raw)
     return {k if isinstance(k, bytes) else str(k).encode(): v for k, v in zip(it, it)}
+
+
+def stored_values(reply: Iterable[Any]) -> dict[str, list[bytes]]:
+    """Entry id -> the entry's values as stored (fields ``0``, ``1``, ...), of a read reply."""
+    out = {}
+    for entry_id, raw_fields in reply or ():
+        fields = _fields(raw_fields) or {}
+        out[text(entry_id)] = [fields[str(i).encode()] for i in range(len(fields) - 1)]
+    return out
 
 
 def read_entries(

@@ -134,8 +134,13 @@ def rebuild(
         entries = core.read_entries(reply, codec, session, strict=True)
         if not entries:
             return replayed
+        stored = core.stored_values(reply)
         ops: list[Op] = core.ops_for(
-            dest, [e.event for e in entries], projections, [e.id for e in entries]
+            dest,
+            [e.event for e in entries],
+            projections,
+            [e.id for e in entries],
+            [stored[e.id] for e in entries],
         )
         replayed += len(entries)
         if ops:
