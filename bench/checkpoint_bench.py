@@ -325,14 +325,20 @@ class Peer:
     make_async: Callable[[valkey.asyncio.ConnectionPool], Any]
 
 
-def _streamstate() -> Peer:
+def _streamstate(compress: bool = True) -> Peer:
+    """streamstate as shipped; ``compress=False`` is the diagnostic run without zstd (it
+    shows what compression costs put and what it saves in memory)."""
     from streamstate.adapters.valkey_saver import AsyncValkeySaver, ValkeySaver
+    from streamstate.eventlog.codec import Codec
+
+    def kw() -> dict[str, Any]:
+        return {} if compress else {"codec": Codec.plain()}
 
     return Peer(
         "streamstate",
-        "streamstate",
-        lambda pool: ValkeySaver(valkey.Valkey(connection_pool=pool)),
-        lambda pool: AsyncValkeySaver(valkey.asyncio.Valkey(connection_pool=pool)),
+        "streamstate" if compress else "streamstate (no compression)",
+        lambda pool: ValkeySaver(valkey.Valkey(connection_pool=pool), **kw()),
+        lambda pool: AsyncValkeySaver(valkey.asyncio.Valkey(connection_pool=pool), **kw()),
     )
 
 
@@ -735,11 +741,9 @@ def concurrent_async(
     return asyncio.run(run())
 
 
-def payload_bytes(trace: Sequence[Step]) -> dict[str, int]:
+def payload_bytes(trace: Sequence[Step], peer: Peer) -> dict[str, int]:
     """Mean bytes of one streamstate put / put_writes request (EVALSHA keys + args)."""
-    from streamstate.adapters.valkey_saver import ValkeySaver
-
-    saver = ValkeySaver(valkey.Valkey())  # never connects: only plans
+    saver = peer.make_sync(sync_pool("valkey://localhost"))  # never connects: only plans
     core = saver._core
     th = ThreadOps.build(trace, "payload-size")
 
@@ -975,11 +979,11 @@ def memory_per_checkpoint(
 # -- the run -----------------------------------------------------------------------------------
 
 
-def run(settings: Settings, log: Callable[[str], None]) -> dict[str, Any]:
+def run(settings: Settings, log: Callable[[str], None], compress: bool = True) -> dict[str, Any]:
     t_start = time.perf_counter()
     log("recording the LangGraph thread ...")
     trace = record_trace()
-    peers = [_streamstate(), _aws()]
+    peers = [_streamstate(compress), _aws()]
     ids = unique_ids(f"bench-{uuid.uuid4().hex[:6]}")
     rng = random.Random(11)
     data: dict[str, Any] = {
@@ -993,6 +997,7 @@ def run(settings: Settings, log: Callable[[str], None]) -> dict[str, Any]:
             ),
             "clients": CLIENTS,
             "pool_size": POOL_SIZE,
+            "streamstate_compression": compress,
         },
     }
     load_before = os.getloadavg()
@@ -1001,7 +1006,7 @@ def run(settings: Settings, log: Callable[[str], None]) -> dict[str, Any]:
         url = server.url
         admin = admin_client(url)
         data["machine"] = machine_info(admin, PACKAGES)
-        payload = payload_bytes(trace)
+        payload = payload_bytes(trace, peers[0])
         data["workload"]["streamstate_put_payload_bytes"] = payload["put"]
         data["workload"]["streamstate_put_writes_payload_bytes"] = payload["put_writes"]
         floor = SerdeFloor(trace)
@@ -1191,6 +1196,16 @@ def report(data: dict[str, Any], quick: bool) -> str:
         "",
         machine_md(data["machine"]),
         "",
+        *(
+            []
+            if wl.get("streamstate_compression", True)
+            else [
+                "**Diagnostic run: streamstate without compression** (`--no-compression`). "
+                "streamstate as shipped compresses values with zstd; this run shows what "
+                "that costs put and saves in memory. It is not the shipped configuration.",
+                "",
+            ]
+        ),
         f"Workload: a recorded LangGraph thread ({wl['checkpoints_per_thread']} checkpoints, "
         f"messages channel {wl['messages'][0]}→{wl['messages'][1]} messages of ~250 chars, "
         f"{wl['put_writes_per_checkpoint']:.1f} put_writes per checkpoint of "
@@ -1449,6 +1464,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="short smoke run (< 60 s)")
     ap.add_argument("--rounds", type=int, help="override the number of rounds")
     ap.add_argument("--no-save", action="store_true", help="print only; write no result files")
+    ap.add_argument(
+        "--no-compression",
+        action="store_true",
+        help="diagnostic: streamstate without zstd (what compression costs and saves); "
+        "results go to checkpoint-nozstd.*",
+    )
     args = ap.parse_args(argv)
     settings = QUICK if args.quick else FULL
     if args.rounds:
@@ -1457,11 +1478,12 @@ def main(argv: list[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(f"[bench checkpoint] {msg}", file=sys.stderr, flush=True)
 
-    data = run(settings, log)
+    data = run(settings, log, compress=not args.no_compression)
     md = report(data, args.quick)
     print(md)
     if not args.no_save:
         name = "checkpoint-quick" if args.quick else "checkpoint"
+        name += "-nozstd" if args.no_compression else ""
         md_path, json_path = write_results(name, md, data)
         log(f"wrote {md_path} and {json_path}")
     return 0
