@@ -165,18 +165,45 @@ def used_memory(admin: valkey.Valkey) -> int:
 # -- round trips, counted on the client ------------------------------------------------
 
 
+def _connection_classes() -> list[tuple[type, bool]]:
+    """``(connection class, is_async)`` of every client library the benches drive."""
+    classes: list[tuple[type, bool]] = [
+        (valkey.connection.AbstractConnection, False),
+        (valkey.asyncio.connection.AbstractConnection, True),
+    ]
+    with contextlib.suppress(ImportError):  # langgraph-checkpoint-plainredis's client
+        import redis.asyncio.connection
+        import redis.connection
+
+        classes += [
+            (redis.connection.AbstractConnection, False),
+            (redis.asyncio.connection.AbstractConnection, True),
+        ]
+    with contextlib.suppress(ImportError):  # langgraph-checkpoint-hotkv's client
+        import hotkv._connection
+        import hotkv.asyncio._connection
+
+        classes += [
+            (hotkv._connection.Connection, False),
+            (hotkv.asyncio._connection.AsyncConnection, True),
+        ]
+    return classes
+
+
 class RoundTrips:
     """Counts round trips (``send_packed_command`` calls) and bytes sent, on every client.
 
     One ``send_packed_command`` is one request flight: a single command or a whole
-    pipeline. Only used in untimed passes (the patch costs a little per call).
+    pipeline. Patched on every client library the savers use (valkey-py, redis-py,
+    hotkv-client). Only used in untimed passes (the patch costs a little per call).
     """
 
     def __init__(self) -> None:
         self.sends = 0
         self.bytes_sent = 0
-        self._sync = valkey.connection.AbstractConnection.send_packed_command
-        self._async = valkey.asyncio.connection.AbstractConnection.send_packed_command
+        self._saved = [
+            (cls, is_async, cls.send_packed_command) for cls, is_async in _connection_classes()
+        ]
 
     def _count(self, command: Any) -> None:
         self.sends += 1
@@ -188,23 +215,26 @@ class RoundTrips:
             self.bytes_sent += sum(len(c) for c in command)
 
     def __enter__(self) -> RoundTrips:
-        counter, sync, async_ = self, self._sync, self._async
-
-        def send(conn: Any, command: Any, check_health: bool = True) -> None:
-            counter._count(command)
-            return sync(conn, command, check_health)
-
-        async def asend(conn: Any, command: Any, check_health: bool = True) -> None:
-            counter._count(command)
-            return await async_(conn, command, check_health)
-
-        valkey.connection.AbstractConnection.send_packed_command = send  # type: ignore[method-assign]
-        valkey.asyncio.connection.AbstractConnection.send_packed_command = asend  # type: ignore[method-assign]
+        for cls, is_async, original in self._saved:
+            cls.send_packed_command = self._counting(original, is_async)  # type: ignore[method-assign]
         return self
 
+    def _counting(self, original: Any, is_async: bool) -> Any:
+        counter = self
+
+        def send(conn: Any, command: Any, *args: Any, **kwargs: Any) -> Any:
+            counter._count(command)
+            return original(conn, command, *args, **kwargs)
+
+        async def asend(conn: Any, command: Any, *args: Any, **kwargs: Any) -> Any:
+            counter._count(command)
+            return await original(conn, command, *args, **kwargs)
+
+        return asend if is_async else send
+
     def __exit__(self, *exc: object) -> None:
-        valkey.connection.AbstractConnection.send_packed_command = self._sync  # type: ignore[method-assign]
-        valkey.asyncio.connection.AbstractConnection.send_packed_command = self._async  # type: ignore[method-assign]
+        for cls, _is_async, original in self._saved:
+            cls.send_packed_command = original  # type: ignore[method-assign]
 
     def mark(self) -> tuple[int, int]:
         return self.sends, self.bytes_sent
