@@ -1,4 +1,4 @@
-"""The single entry point: ``python -m bench {checkpoint,store,all} [options]``.
+"""The single entry point: ``python -m bench {checkpoint,store,peers,footprint,all} [options]``.
 
 Options after the subcommand go to the benchmark (``--quick``, a short smoke run, is the
 convention; ``all`` passes the options on to each).
@@ -15,6 +15,7 @@ BENCHES = {
     "checkpoint": "bench.checkpoint_bench",
     "store": "bench.store_bench",
     "peers": "bench.peers_bench",
+    "footprint": "bench.footprint_bench",
 }
 
 USAGE = f"usage: python -m bench {{{','.join([*BENCHES, 'all'])}}} [--quick] [options]"
