@@ -1,6 +1,6 @@
 """Checkpointer peers: streamstate against every LangGraph checkpointer we can run here.
 
-``python -m bench peers [--quick] [--rounds N]``
+``python -m bench peers [--quick] [--rounds N] [--only graphs,costs,memory,growth,delta]``
 
 The full run writes bench/results/peers.{md,json} and peers-graphs.png /
 peers-growth.png; ``--quick`` (~40 s) writes the same files to a fresh temp dir.
@@ -8,13 +8,16 @@ peers-growth.png; ``--quick`` (~40 s) writes the same files to a fresh temp dir.
 Starts its own servers: an embedded valkey-server (AOF everysec) shared by the Valkey
 peers, and a throwaway PostgreSQL (skipped with a note if it cannot start). Peers:
 streamstate ``ValkeySaver`` / ``AsyncValkeySaver``, langgraph-checkpoint-aws
-``ValkeySaver`` / ``AsyncValkeySaver`` (same server), ``InMemorySaver``, ``SqliteSaver``
+``ValkeySaver`` / ``AsyncValkeySaver``, langgraph-checkpoint-hotkv ``HotKVSaver`` /
+``AsyncHotKVSaver`` and langgraph-checkpoint-plainredis ``RedisSaver`` /
+``AsyncRedisSaver`` (same server, no modules needed), ``InMemorySaver``, ``SqliteSaver``
 (temp file), ``PostgresSaver``, and langgraph-checkpoint-redis ``RedisSaver`` (needs
 RediSearch/RedisJSON; reported if it cannot run).
 
 Scenarios: whole graphs (``bench.peers_graphs``), get_tuple/list latency as a thread grows
-and with many other threads on the server, bytes held per checkpoint and per thread, and
-round trips / server commands per step. Every round runs every peer, in forward then
+and with many other threads on the server, bytes held per checkpoint and per thread,
+round trips / server commands per step, and a chat on LangGraph's ``DeltaChannel``
+(``bench.peers_delta``). Every round runs every peer, in forward then
 reverse order (ABBA), order flipping per round; figures are medians over rounds
 (min-max) and ratios are paired per round.
 """
@@ -60,13 +63,26 @@ from bench.common import (
     used_memory,
     write_results,
 )
-from bench.peers_graphs import LABEL, SCENARIOS, TEXT, react_graph, react_inputs
+from bench.peers_delta import bench_delta
+from bench.peers_delta import report_section as delta_report
+from bench.peers_graphs import (
+    LABEL,
+    SCENARIOS,
+    TEXT,
+    delta_channel_missing,
+    react_graph,
+    react_inputs,
+)
 from bench.peers_setup import Peer, async_peers, postgres_server, sync_peers
 
 PACKAGES = [
     "langgraph",
     "langgraph-checkpoint",
     "langgraph-checkpoint-aws",
+    "langgraph-checkpoint-hotkv",
+    "hotkv-client",
+    "langgraph-checkpoint-plainredis",
+    "redis",
     "langgraph-checkpoint-sqlite",
     "langgraph-checkpoint-postgres",
     "langgraph-checkpoint-redis",
@@ -74,10 +90,14 @@ PACKAGES = [
     "valkey",
     "libvalkey",
 ]
-BASE = "memory"
+BASE = "memory"  # InMemorySaver: serde, no round trip; the floor of whole graphs
+VALKEY_PEERS = ("aws", "hotkv", "plainredis", "redis")  # "best Valkey peer" is among these
+SECTIONS = ("graphs", "costs", "memory", "growth", "delta")
 PEER_ORDER = [
     "streamstate",
     "aws",
+    "hotkv",
+    "plainredis",
     "memory",
     "sqlite",
     "postgres",
@@ -94,6 +114,8 @@ class Settings:
     others: int  # target count of other threads on the server
     load_seconds: float  # budget for loading the other threads
     mem_threads: int
+    delta_turns: tuple[int, ...]  # turns of the DeltaChannel chat threads
+    delta_rounds: int
 
 
 FULL = Settings(
@@ -104,6 +126,8 @@ FULL = Settings(
     others=100_000,
     load_seconds=120.0,
     mem_threads=6,
+    delta_turns=(50, 200),
+    delta_rounds=3,
 )
 QUICK = Settings(
     rounds=3,
@@ -113,6 +137,8 @@ QUICK = Settings(
     others=5_000,
     load_seconds=10.0,
     mem_threads=2,
+    delta_turns=(10, 30),
+    delta_rounds=1,
 )
 
 
@@ -438,6 +464,15 @@ def bench_memory(peers: list[Peer], admin: Any, s: Settings, reps: int) -> dict[
 # -- report --------------------------------------------------------------------------------------
 
 
+def _vs_best_valkey_peer(ss: list[float], us_per_step: dict[str, list[float]]) -> str:
+    """streamstate / the fastest (median) other Valkey peer of the row, paired per round."""
+    valkey = {n: v for n, v in us_per_step.items() if n in VALKEY_PEERS}
+    if not valkey:
+        return "\u2013"
+    best = min(valkey, key=lambda n: summary(valkey[n])["median"])
+    return f"{fmt_ratio(paired_ratios(ss, valkey[best]))} ({best})"
+
+
 def report(data: dict[str, Any]) -> str:
     info = data["machine"]
     lines = [
@@ -445,13 +480,22 @@ def report(data: dict[str, Any]) -> str:
         "",
         machine_md(info),
         f"- PostgreSQL: {data['postgres'] or 'not run'}",
-        f"- mode: {'quick' if data['quick'] else 'full'}; {data['rounds']} rounds; run time"
+        f"- mode: {'quick' if data['quick'] else 'full'}"
+        + (
+            f" (sections: {', '.join(data['sections'])})"
+            if len(data["sections"]) < len(SECTIONS)
+            else ""
+        )
+        + f"; {data['rounds']} rounds; run time"
         f" {data['seconds']:.0f} s; load average (1/5/15 min) {data['load_before']} before,"
         f" {data['load_after']} after (2 cores: above ~2, other processes competed for CPU)",
         "",
         "Peers: **streamstate** ValkeySaver / AsyncValkeySaver; **aws** langgraph-checkpoint-aws"
-        " ValkeySaver / AsyncValkeySaver on the same embedded valkey-server (AOF everysec);"
-        " **memory** InMemorySaver; **sqlite** SqliteSaver / AsyncSqliteSaver on a temp file;"
+        " ValkeySaver / AsyncValkeySaver; **hotkv** langgraph-checkpoint-hotkv HotKVSaver /"
+        " AsyncHotKVSaver (on hotkv-client); **plainredis** langgraph-checkpoint-plainredis"
+        " RedisSaver / AsyncRedisSaver (on redis-py); all four on the same embedded"
+        " valkey-server (AOF everysec); **memory** InMemorySaver; **sqlite** SqliteSaver /"
+        " AsyncSqliteSaver on a temp file;"
         " **postgres** PostgresSaver / AsyncPostgresSaver on a local cluster (fsync on);"
         " **redis** langgraph-checkpoint-redis RedisSaver.",
         "",
@@ -508,20 +552,27 @@ def report(data: dict[str, Any]) -> str:
             "### streamstate against each peer"
             " (streamstate time / peer time; < 1 = streamstate faster)",
             "",
+            "*best Valkey peer*: the fastest (median) of the other Valkey-backed savers in that"
+            f" row; *\u00f7 floor*: streamstate / {BASE} (InMemorySaver: LangGraph's serde and"
+            " no round trip), i.e. how far streamstate is from the floor.",
+            "",
         ]
         rows = []
+        peers_ = [n for n in others if n != "streamstate"]
         for sc, g in graphs.items():
             ss = g["us_per_step"].get("streamstate")
             if not ss:
                 continue
             row = [LABEL[sc]]
-            for n in others:
-                if n == "streamstate":
-                    continue
+            for n in peers_:
                 v = g["us_per_step"].get(n)
                 row.append(fmt_ratio(paired_ratios(ss, v)) if v else "\u2013")
+            row.append(_vs_best_valkey_peer(ss, g["us_per_step"]))
+            base = g["us_per_step"].get(BASE)
+            row.append(fmt_ratio(paired_ratios(ss, base)) if base else "\u2013")
             rows.append(row)
-        lines += [md_table(["scenario", *[n for n in others if n != "streamstate"]], rows), ""]
+        header = ["scenario", *peers_, "best Valkey peer", "\u00f7 floor (memory)"]
+        lines += [md_table(header, rows), ""]
     if data.get("graph_costs"):
         lines += [
             "### Round trips and server commands per step (Valkey peers, one untimed thread)",
@@ -665,6 +716,17 @@ def report(data: dict[str, Any]) -> str:
             ),
             "",
         ]
+        valkey_mem = {n: m for n, m in mem.items() if n in VALKEY_PEERS}
+        if ss and valkey_mem:
+            best = min(
+                valkey_mem, key=lambda n: summary(valkey_mem[n]["bytes_per_checkpoint"])["median"]
+            )
+            r = paired_ratios(ss["bytes_per_checkpoint"], valkey_mem[best]["bytes_per_checkpoint"])
+            lines += [
+                f"streamstate / best (smallest) Valkey peer, {best}: {fmt_ratio(r)}"
+                " per checkpoint.",
+                "",
+            ]
         if data.get("others"):
             per = data["others"]["bytes_per_tiny_thread"]
             lines += [
@@ -672,13 +734,17 @@ def report(data: dict[str, Any]) -> str:
                 + ", ".join(f"{n} {fmt_num(v)} B" for n, v in per.items()),
                 "",
             ]
-    lines += [
-        "## Plots",
-        "",
-        "- `peers-graphs.png`: µs per step by scenario and peer (log scale, min\u2013max bars)",
-        "- `peers-growth.png`: get_tuple / list latency against thread length",
-        "",
-    ]
+    if data.get("delta"):
+        lines += delta_report(data["delta"])
+    if data["graphs"] or data["growth"]:
+        lines += ["## Plots", ""]
+    if data["graphs"]:
+        lines.append(
+            "- `peers-graphs.png`: µs per step by scenario and peer (log scale, min\u2013max bars)"
+        )
+    if data["growth"]:
+        lines.append("- `peers-growth.png`: get_tuple / list latency against thread length")
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -759,7 +825,17 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench peers", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a short smoke run (~90 s)")
     ap.add_argument("--rounds", type=int, default=None)
+    ap.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help=f"comma-separated sections to run (default all: {','.join(SECTIONS)}); a partial "
+        "run writes its results to a temp dir, never over the kept full results",
+    )
     args = ap.parse_args(argv)
+    sections = {x.strip() for x in args.only.split(",") if x.strip()}
+    if sections - set(SECTIONS):
+        ap.error(f"unknown sections: {', '.join(sorted(sections - set(SECTIONS)))}")
+    partial = sections != set(SECTIONS)
     s = QUICK if args.quick else FULL
     if args.rounds:
         s = Settings(**{**s.__dict__, "rounds": max(3, args.rounds)})
@@ -774,6 +850,10 @@ def main(argv: list[str] | None = None) -> int:
         "levels": list(s.levels),
         "load_before": loadavg(),
         "not_run": {},
+        "sections": sorted(sections),
+        "graphs": {},
+        "growth": {},
+        "memory": {},
     }
     with contextlib.ExitStack() as stack:
         server = stack.enter_context(embedded_server(**{"auto-aof-rewrite-percentage": "0"}))
@@ -793,28 +873,40 @@ def main(argv: list[str] | None = None) -> int:
         peers = [p for p in all_peers if not p.error]
         valkey_peers = [p for p in peers if p.valkey_backed]
 
-        log("1. whole graphs (sync)")
-        data["graphs"] = bench_graphs(peers, s, log)
-        log("1b. whole graphs (asyncio)")
-        a = asyncio.run(bench_graphs_async(server.url, pg, workdir, s, log))
-        for n, e in a.pop("errors").items():
-            data["not_run"][f"{n} (async)"] = e
-        data["graphs"]["react-10-async"] = a
-        log("4. round trips / commands per step")
-        data["graph_costs"] = graph_costs(peers, admin, s)
-        log("3. bytes held")
-        data["memory"] = bench_memory(peers, admin, s, reps=3)
-        log("2. growth")
-        data["growth"] = {"": bench_growth(peers, s, "", log)}
-        data["read_costs"] = read_costs(peers, admin, s.levels[-1])
-        if valkey_peers:
-            log(f"2b. loading up to {s.others} other threads per Valkey peer")
-            data["others"] = load_others(valkey_peers, admin, s, log)
-            data["growth"][" +others"] = bench_growth(valkey_peers, s, " +others", log)
+        if "graphs" in sections:
+            log("1. whole graphs (sync)")
+            data["graphs"] = bench_graphs(peers, s, log)
+            log("1b. whole graphs (asyncio)")
+            a = asyncio.run(bench_graphs_async(server.url, pg, workdir, s, log))
+            for n, e in a.pop("errors").items():
+                data["not_run"][f"{n} (async)"] = e
+            data["graphs"]["react-10-async"] = a
+        if "costs" in sections:
+            log("4. round trips / commands per step")
+            data["graph_costs"] = graph_costs(peers, admin, s)
+        if "memory" in sections:
+            log("3. bytes held")
+            data["memory"] = bench_memory(peers, admin, s, reps=3)
+        if "delta" in sections:
+            log("5. DeltaChannel chat")
+            missing = delta_channel_missing()
+            data["delta"] = (
+                {"skipped": missing}
+                if missing
+                else bench_delta(peers, s.delta_turns, s.delta_rounds, log)
+            )
+        if "growth" in sections:  # last: it loads many other threads on the server
+            log("2. growth")
+            data["growth"] = {"": bench_growth(peers, s, "", log)}
+            data["read_costs"] = read_costs(peers, admin, s.levels[-1])
+            if valkey_peers:
+                log(f"2b. loading up to {s.others} other threads per Valkey peer")
+                data["others"] = load_others(valkey_peers, admin, s, log)
+                data["growth"][" +others"] = bench_growth(valkey_peers, s, " +others", log)
         data["server_used_memory_end"] = used_memory(admin)
     data["load_after"] = loadavg()
     data["seconds"] = time.monotonic() - t_start
-    if args.quick:  # a smoke run never overwrites the kept full results
+    if args.quick or partial:  # a smoke or partial run never overwrites the kept results
         out = Path(tempfile.mkdtemp(prefix="ss-bench-peers-quick-"))
         md, js = out / "peers-quick.md", out / "peers-quick.json"
         md.write_text(report(data))

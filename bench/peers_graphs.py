@@ -4,6 +4,9 @@
   turn; one turn = one ``invoke`` with a new HumanMessage on the same thread.
 * ``fanout``: a router that ``Send``s to 4 runs of a two-node subgraph, then a join.
 * ``wide``: 300 channels, set once; a chain of 10 nodes each updating 3 of them.
+* ``delta chat``: one node answering each message, its ``messages`` channel a LangGraph
+  ``DeltaChannel`` (beta: stores a snapshot every N updates, and otherwise is rebuilt from
+  the writes of ancestor checkpoints); one turn = one ``invoke`` with a new HumanMessage.
 """
 
 from __future__ import annotations
@@ -119,6 +122,41 @@ def wide_graph() -> StateGraph:
 def wide_inputs(n: int) -> list[dict[str, Any]]:
     first = {f"c{i}": f"initial value {i} {TEXT[:40]}" for i in range(WIDE_CHANNELS)}
     return [first] + [{"c0": f"again {i}"} for i in range(1, n)]
+
+
+def delta_channel_missing() -> str:
+    """Why the delta chat graph cannot be built with the installed langgraph ('' if it can)."""
+    try:
+        from langgraph.channels.delta import DeltaChannel  # noqa: F401
+        from langgraph.graph.message import _messages_delta_reducer  # noqa: F401
+    except ImportError as exc:
+        return f"the installed langgraph has no DeltaChannel / _messages_delta_reducer ({exc})"
+    return ""
+
+
+def delta_chat_graph() -> StateGraph:
+    """A chat whose ``messages`` channel is ``DeltaChannel(_messages_delta_reducer)``."""
+    from langgraph.channels.delta import DeltaChannel
+    from langgraph.graph.message import _messages_delta_reducer
+
+    # functional form: evaluated now (this module uses postponed annotations)
+    ChatState = TypedDict(  # type: ignore[misc]  # noqa: UP013
+        "ChatState", {"messages": Annotated[list, DeltaChannel(_messages_delta_reducer)]}
+    )
+
+    def reply(state: Any) -> dict[str, Any]:
+        n = len(state["messages"])
+        return {"messages": [AIMessage(content=f"Answer {n}: {TEXT}")]}
+
+    g = StateGraph(ChatState)
+    g.add_node("reply", reply)
+    g.add_edge(START, "reply")
+    g.add_edge("reply", END)
+    return g
+
+
+def chat_inputs(turns: int) -> list[dict[str, Any]]:
+    return [{"messages": [HumanMessage(content=f"Message {i}: {TEXT}")]} for i in range(turns)]
 
 
 # scenario name -> (graph builder, inputs for one thread); each thread is fresh.

@@ -20,6 +20,7 @@ from typing import Any
 import valkey
 import valkey.asyncio
 
+from bench import checkpoint_savers
 from streamstate.server import free_port
 
 
@@ -144,7 +145,8 @@ def _guard(name: str, build: Callable[[Peer], None], **kw: Any) -> Peer:
 
 
 def sync_peers(url: str, pg: Postgres, workdir: str) -> list[Peer]:
-    """streamstate, aws, in-memory, sqlite, postgres, redis — built, or with an error."""
+    """streamstate, aws, hotkv, plainredis, in-memory, sqlite, postgres, redis — built, or
+    with an error."""
 
     def streamstate(p: Peer) -> None:
         from streamstate.adapters.valkey_saver import ValkeySaver
@@ -157,6 +159,18 @@ def sync_peers(url: str, pg: Postgres, workdir: str) -> list[Peer]:
 
         pool = _pool(url)
         p.saver, p.closers = ValkeySaver(valkey.Valkey(connection_pool=pool)), [pool.disconnect]
+
+    def opened_by(make: Callable[[], checkpoint_savers.Checkpointer]) -> Callable[[Peer], None]:
+        """A peer opened as ``bench checkpoint`` opens it (its own client library)."""
+
+        def build(p: Peer) -> None:
+            cp = make()
+            if not cp.installed():
+                raise RuntimeError(f"{cp.label} is not installed")
+            opened = cp.open_sync(url, None)
+            p.saver, p.closers = opened.saver, [opened.close]
+
+        return build
 
     def memory(p: Peer) -> None:
         from langgraph.checkpoint.memory import InMemorySaver
@@ -212,6 +226,8 @@ def sync_peers(url: str, pg: Postgres, workdir: str) -> list[Peer]:
     return [
         _guard("streamstate", streamstate, valkey_backed=True),
         _guard("aws", aws, valkey_backed=True),
+        _guard("hotkv", opened_by(checkpoint_savers.hotkv), valkey_backed=True),
+        _guard("plainredis", opened_by(checkpoint_savers.plainredis), valkey_backed=True),
         _guard("memory", memory),
         _guard("sqlite", sqlite),
         _guard("postgres", postgres),
@@ -221,7 +237,8 @@ def sync_peers(url: str, pg: Postgres, workdir: str) -> list[Peer]:
 
 @contextlib.asynccontextmanager
 async def async_peers(url: str, pg: Postgres, workdir: str) -> Any:
-    """The asyncio savers: streamstate, aws, in-memory, aiosqlite, async postgres."""
+    """The asyncio savers: streamstate, aws, hotkv, plainredis, in-memory, aiosqlite, async
+    postgres."""
     peers: list[Peer] = []
     stack = contextlib.AsyncExitStack()
     async with stack:
@@ -246,6 +263,17 @@ async def async_peers(url: str, pg: Postgres, workdir: str) -> Any:
             from langgraph_checkpoint_aws.checkpoint.valkey import AsyncValkeySaver
 
             return AsyncValkeySaver(valkey.asyncio.Valkey(connection_pool=apool()))
+
+        def opened_by(make: Callable[[], checkpoint_savers.Checkpointer]) -> Callable[[], Any]:
+            async def build() -> Any:
+                cp = make()
+                if not cp.installed():
+                    raise RuntimeError(f"{cp.label} is not installed")
+                opened = cp.open_async(url, None)
+                stack.push_async_callback(opened.close)
+                return opened.saver
+
+            return build
 
         async def memory() -> Any:
             from langgraph.checkpoint.memory import InMemorySaver
@@ -275,6 +303,8 @@ async def async_peers(url: str, pg: Postgres, workdir: str) -> Any:
         for name, make in [
             ("streamstate", streamstate),
             ("aws", aws),
+            ("hotkv", opened_by(checkpoint_savers.hotkv)),
+            ("plainredis", opened_by(checkpoint_savers.plainredis)),
             ("memory", memory),
             ("sqlite", sqlite),
             ("postgres", postgres),
