@@ -1,6 +1,6 @@
 """Server footprint: what each checkpointer costs the server per thread and per checkpoint.
 
-``python -m bench footprint [--quick] [--node-bytes N] [--reps N] [--no-save]``
+``python -m bench footprint [--quick] [--node-bytes N] [--reps N] [--peers ...] [--no-save]``
 
 For each saver (streamstate, langgraph-checkpoint-aws, -hotkv, -plainredis), alone on
 the server after ``FLUSHALL``:
@@ -500,7 +500,13 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("--quick", action="store_true", help="short smoke run (~1 min)")
-    ap.add_argument("--reps", type=int, help="override the repetitions of every measurement")
+    ap.add_argument(
+        "--reps",
+        "--rounds",
+        dest="reps",
+        type=int,
+        help="override the repetitions of every measurement (--rounds: the same, for 'bench all')",
+    )
     ap.add_argument(
         "--node-bytes",
         type=int,
