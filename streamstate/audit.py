@@ -38,9 +38,18 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from streamstate.adapters._saver_core import SaverCore, Thread
 from streamstate.connection import client_from_url
-from streamstate.errors import ConfigError, ConflictError, NotFound, StreamstateError
+from streamstate.errors import (
+    CodecError,
+    ConfigError,
+    ConflictError,
+    NotFound,
+    StreamstateError,
+    ThreadDamaged,
+)
+from streamstate.eventlog._drive import complete
 from streamstate.eventlog.codec import Codec
 from streamstate.eventlog.events import (
+    BlobsPut,
     CheckpointPut,
     Event,
     ItemDeleted,
@@ -49,14 +58,14 @@ from streamstate.eventlog.events import (
     Typed,
     WritesPut,
 )
-from streamstate.eventlog.keys import Keyspace, SessionName, session_parts
+from streamstate.eventlog.keys import Keyspace, SessionName, parse_session_tag, session_parts
 from streamstate.eventlog.ops import Projection
 from streamstate.eventlog.valkey import RetryPolicy, ValkeyEventLog
 from streamstate.eventlog.valkey._core import Command, ScriptCall, plan_last_id, read_last_id
 from streamstate.eventlog.valkey.scripts import LuaScript
+from streamstate.projections import checkpoints as thread_views
 from streamstate.projections.checkpoints import (
     SPECIAL_CHANNELS,
-    CheckpointView,
     cp_field,
     version_token,
 )
@@ -239,6 +248,9 @@ class ThreadFold:
                     self.blobs.setdefault((cp.ns, b.channel, version_token(b.version)), b.value)
                 if cp.checkpoint_id > self.latest.get(cp.ns, ""):
                     self.latest[cp.ns] = cp.checkpoint_id
+            case BlobsPut() as bl:
+                for b in bl.blobs:
+                    self.blobs.setdefault((bl.ns, b.channel, version_token(b.version)), b.value)
             case WritesPut() as wr:
                 task = self.writes.setdefault((wr.ns, wr.checkpoint_id), {})
                 for w in wr.writes:
@@ -437,6 +449,13 @@ def describe_entry(
                 ],
                 "created_at": wr.created_at,
             }
+        case BlobsPut() as bl:
+            return head | {
+                "type": "values",
+                "ns": bl.ns,
+                "checkpoint_id": bl.checkpoint_id,
+                "channels": [b.channel for b in bl.blobs],
+            }
         case ItemPut() as ip:
             return head | {
                 "type": "item_put",
@@ -477,10 +496,9 @@ return out
 
 
 def projections_for(session: Sequence[str], codec: Codec) -> list[Projection]:
-    """The views a session of this kind keeps; ``[]`` for kinds this tool does not know."""
+    """The op-based views a store session keeps; ``[]`` for threads (their views are
+    written by the thread scripts) and for kinds this tool does not know."""
     kind = session[0] if session else ""
-    if Thread.from_session(session) is not None:
-        return [CheckpointView(codec)]
     if kind == "store" and len(session) == 2:
         from streamstate.projections.items import ItemsProjection
 
@@ -515,16 +533,9 @@ class ValkeyAudit:
         self.codec = codec or Codec()
         self.serde: SerializerProtocol = serde or JsonPlusSerializer()
         self.retry = retry
-        self.view = CheckpointView(self.codec)
-        self.log = ValkeyEventLog(
-            client,
-            keyspace=Keyspace(prefix),
-            codec=self.codec,
-            projections=[self.view],
-            retry=retry,
-        )
+        self.log = ValkeyEventLog(client, keyspace=Keyspace(prefix), codec=self.codec, retry=retry)
         self._cores = {
-            actors: SaverCore(self.log, self.view, ttl=None, actors=actors)
+            actors: SaverCore(self.log, self.codec, ttl=None, actors=actors)
             for actors in (False, True)
         }
 
@@ -604,7 +615,8 @@ class ValkeyAudit:
         # An empty checkpoint id asks the view for the namespace's newest checkpoint.
         config = found.config(ns, checkpoint_id or "")
         _thread, _ns, call = core.plan_get_tuple(config)
-        tup = core.read_tuple(found, self.log.run(call), self.serde)
+        raw = complete(core.run_repairing(found, call), self.log.run)
+        tup = core.read_tuple(found, raw, self.serde)
         if tup is None:
             self._require(found.session)
             raise NotFound(_missing(found, checkpoint_id, ns))
@@ -654,16 +666,10 @@ class ValkeyAudit:
             raise ConflictError("a fork needs a new thread id, not the source's")
         if self.log.length(target.session):
             raise ConflictError(f"thread {session_label(target.session)} already exists")
-        keys = self.keyspace.session(target.session)
         core = self._cores[target.actor_id is not None]
-        guard = (keys.view("cps"), cp_field(ns, cid))
-        events = folded.fork_events(ns, cid)
-        runs = sorted({e.run_id for e in events if isinstance(e, CheckpointPut) and e.run_id})
-        extra = [op for run in runs for op in core.registry_ops(target, run)]
+        events = [e for e in folded.fork_events(ns, cid) if thread_views.has_views(e)]
         # One append: the fork exists whole or not at all; the guard makes a retry a no-op.
-        self.log.append(
-            target.session, events, guard=guard, extra_ops=extra or core.registry_ops(target, None)
-        )
+        self.log.run(core.plan_write(target, "append", events, guard=cp_field(ns, cid)))
         return target.config(ns, cid)
 
     # tailing ------------------------------------------------------------------------------
@@ -760,15 +766,26 @@ class ValkeyAudit:
     # projections ----------------------------------------------------------------------------
 
     def sessions(self) -> list[tuple[str, ...]]:
-        """Every registered session."""
-        return sorted(self.log.sessions())
+        """Every registered session: threads (their registry, pruned of expired ones)
+        and stores."""
+        registry = thread_views.threads_registry(self.keyspace)
+        self.log.run(ScriptCall(thread_views.PRUNE_REGISTRY, [registry], []))
+        found = set(self.log.sessions())
+        members = self.log.run(Command(("ZRANGE", registry, 0, -1)))
+        found |= {parse_session_tag(m.decode() if isinstance(m, bytes) else m) for m in members}
+        return sorted(found)
+
+    def _thread(self, session: tuple[str, ...]) -> tuple[Thread, SaverCore] | None:
+        thread = Thread.from_session(session)
+        if thread is None:
+            return None
+        return thread, self._cores[thread.actor_id is not None]
 
     def _log_for(self, session: tuple[str, ...]) -> ValkeyEventLog | None:
+        """The log with op-based views of a store session (None for other kinds)."""
         projections = projections_for(session, self.codec)
         if not projections:
             return None
-        if isinstance(projections[0], CheckpointView):
-            return self.log
         return ValkeyEventLog(
             self.client,
             keyspace=self.keyspace,
@@ -785,17 +802,34 @@ class ValkeyAudit:
             self._require(s)
         return out
 
-    def _info(self, log: ValkeyEventLog, session: tuple[str, ...]) -> tuple[int, int, list[int]]:
-        keys = self._key_names(log, session)
-        reply = log.run(ScriptCall(SESSION_INFO, [k for _, k in keys], []))
+    def _info(self, session: tuple[str, ...]) -> tuple[int, int, list[int]]:
+        keys = self._key_names(session)
+        reply = self.log.run(ScriptCall(SESSION_INFO, [k for _, k in keys], []))
         return int(reply[0]), int(reply[1]), [int(x) for x in reply[2:]]
 
-    def _key_names(self, log: ValkeyEventLog, session: tuple[str, ...]) -> list[tuple[str, str]]:
+    def _view_keys(self, session: tuple[str, ...], keyspace: Keyspace) -> list[str]:
+        sk = keyspace.session(session)
+        if Thread.from_session(session) is not None:
+            return thread_views.thread_keys(sk)[1:]
+        return [k for p in projections_for(session, self.codec) for k in p.view_keys(sk)]
+
+    def _key_names(self, session: tuple[str, ...]) -> list[tuple[str, str]]:
         sk = self.keyspace.session(session)
-        names = [("log", sk.log), ("idem", sk.idem)]
-        for p in log.projections:
-            names += [(k.rsplit(":", 1)[-1], k) for k in p.view_keys(sk)]
+        names = [("log", sk.log)]
+        if Thread.from_session(session) is None:
+            names.append(("idem", sk.idem))
+        names += [(k.rsplit(":", 1)[-1], k) for k in self._view_keys(session, self.keyspace)]
         return names
+
+    def _rebuild_one(self, session: tuple[str, ...], target: Keyspace | None = None) -> int:
+        found = self._thread(session)
+        if found is not None:
+            thread, core = found
+            return complete(core.rebuild_flow(thread, target), self.log.run)
+        log = self._log_for(session)
+        if log is None:
+            raise _NoViews(session)
+        return log.rebuild(session, target=target)
 
     def rebuild(
         self,
@@ -805,22 +839,26 @@ class ValkeyAudit:
     ) -> list[RebuildResult]:
         """Rebuild the live views of each session (default: all registered) from its log.
 
-        ``sessions`` holds thread ids or session tuples. A session whose log was trimmed
-        is left alone (rebuilding would drop what only its views still hold) and
-        reported with ``trimmed=True``; so is a session of a kind without known views.
+        ``sessions`` holds thread ids or session tuples. Nothing is removed before its
+        replacement is complete: a thread's views are replaced in one atomic step once
+        every entry was read and decoded. A session whose log cannot be replayed (an
+        undecodable entry, named in the result) or was trimmed (rebuilding would drop
+        what only its views still hold) is left exactly as it was and reported; so is a
+        session of a kind without known views.
         """
         results = []
         for session in self._targets(sessions):
-            log = self._log_for(session)
-            if log is None:
-                result = RebuildResult(session, 0, "no known views for this kind of session")
+            length, added, _ = self._info(session)
+            if added > length:
+                reason = f"the log was trimmed ({length} of {added} entries left)"
+                result = RebuildResult(session, 0, reason, trimmed=True)
             else:
-                length, added, _ = self._info(log, session)
-                if added > length:
-                    reason = f"the log was trimmed ({length} of {added} entries left)"
-                    result = RebuildResult(session, 0, reason, trimmed=True)
-                else:
-                    result = RebuildResult(session, log.rebuild(session))
+                try:
+                    result = RebuildResult(session, self._rebuild_one(session))
+                except _NoViews:
+                    result = RebuildResult(session, 0, "no known views for this kind of session")
+                except (CodecError, ThreadDamaged) as exc:
+                    result = RebuildResult(session, 0, f"the log cannot be replayed: {exc}")
             results.append(result)
             if progress is not None:
                 progress(result)
@@ -842,32 +880,27 @@ class ValkeyAudit:
         shadow = Keyspace(f"{self.keyspace.prefix}-verify")
         checked, skipped, differences = [], [], []
         for session in self._targets(sessions):
-            log = self._log_for(session)
-            if log is None:
+            if Thread.from_session(session) is None and self._log_for(session) is None:
                 skipped.append(session)
                 continue
-            found = self._verify_one(log, session, shadow)
+            found = self._verify_one(session, shadow)
             checked.append(session)
             differences += found
             if progress is not None:
                 progress(session, found)
         return VerifyReport(checked, differences, skipped)
 
-    def _verify_one(
-        self, log: ValkeyEventLog, session: tuple[str, ...], shadow: Keyspace
-    ) -> list[Difference]:
-        live_keys = [
-            k for p in log.projections for k in p.view_keys(self.keyspace.session(session))
-        ]
-        shadow_keys = [k for p in log.projections for k in p.view_keys(shadow.session(session))]
+    def _verify_one(self, session: tuple[str, ...], shadow: Keyspace) -> list[Difference]:
+        live_keys = self._view_keys(session, self.keyspace)
+        shadow_keys = self._view_keys(session, shadow)
         found: list[Difference] = []
         try:
             for _ in range(VERIFY_ATTEMPTS):
-                before = read_last_id(log.run(plan_last_id(self.keyspace, session)))
-                log.rebuild(session, target=shadow)
-                live = log.snapshot(live_keys)
-                after = read_last_id(log.run(plan_last_id(self.keyspace, session)))
-                rebuilt = log.snapshot(shadow_keys)
+                before = read_last_id(self.log.run(plan_last_id(self.keyspace, session)))
+                self._rebuild_one(session, shadow)
+                live = self.log.snapshot(live_keys)
+                after = read_last_id(self.log.run(plan_last_id(self.keyspace, session)))
+                rebuilt = self.log.snapshot(shadow_keys)
                 found = [
                     d
                     for lk, sk in zip(live_keys, shadow_keys)
@@ -876,22 +909,23 @@ class ValkeyAudit:
                 if before == after:
                     break
         finally:
-            log.run(Command(("DEL", *shadow_keys)))
+            self.log.run(Command(("DEL", *shadow_keys)))
         return found
 
     def stats(self, sessions: Iterable[SessionName] | None = None) -> Stats:
         """Events and bytes per session, and the server's memory report."""
         rows = []
         for session in self._targets(sessions):
-            log = self._log_for(session) or ValkeyEventLog(
-                self.client, keyspace=self.keyspace, codec=self.codec, retry=self.retry
-            )
-            names = self._key_names(log, session)
-            length, _added, sizes = self._info(log, session)
+            names = self._key_names(session)
+            length, _added, sizes = self._info(session)
             keys = {name: size for (name, _k), size in zip(names, sizes) if size}
             rows.append(SessionStats(session, length, sum(keys.values()), keys))
         memory = self.log.run(Command(("INFO", "memory")))
         return Stats(rows, {str(k): v for k, v in dict(memory).items()})
+
+
+class _NoViews(Exception):
+    """The session is of a kind whose views this tool does not know."""
 
 
 def _missing(thread: Thread, checkpoint_id: str | None, ns: str) -> str:

@@ -65,6 +65,12 @@ class PayloadTooLarge(StreamstateError, ValueError):
     """A payload exceeds the configured maximum; refused before it was sent."""
 
 
+class ThreadDamaged(StreamstateError):
+    """A thread's stored data is incomplete in a way its log cannot repair: the log (or
+    an entry a view points at) was evicted, trimmed or deleted apart from its views.
+    The message names the thread and what is missing."""
+
+
 class NotFound(StreamstateError, LookupError):
     """A named session, checkpoint or item does not exist (CLI and replay APIs)."""
 

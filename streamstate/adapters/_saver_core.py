@@ -9,7 +9,7 @@ and receive replies, run by the sync or async driver. No client, no ``await`` he
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -35,23 +35,26 @@ from streamstate.adapters._checkpoints import (
     thread_of,
     writes_event,
 )
-from streamstate.errors import CodecError, ConfigError
+from streamstate.errors import CodecError, ConfigError, ConflictError, ThreadDamaged
 from streamstate.eventlog._drive import Emit, Flow
+from streamstate.eventlog.codec import Codec
 from streamstate.eventlog.events import Blob, CheckpointPut, Event, Typed, Write, WritesPut
-from streamstate.eventlog.keys import SessionKeys, escape, parse_session_tag, unescape
-from streamstate.eventlog.ops import Op, sadd
+from streamstate.eventlog.keys import Keyspace, SessionKeys, escape, parse_session_tag, unescape
 from streamstate.eventlog.valkey import _core as logcore
 from streamstate.eventlog.valkey.log import _LogConfig
+from streamstate.projections import checkpoints as views
 from streamstate.projections.checkpoints import (
     DELTA_HISTORY,
     GET_TUPLE,
     LIST_PAGE,
-    VIEWS,
-    CheckpointView,
-    blob_channel,
+    PRUNE_REGISTRY,
+    Registry,
     cp_field,
     decode_record,
     decode_write,
+    spec_channel,
+    split_event,
+    thread_keys,
 )
 
 LIST_PAGE_SIZE = 50
@@ -65,16 +68,16 @@ DELTA_MAX_STEPS = 10_000
 class SaverCore:
     """Everything a saver does that is not I/O. Shared by every Valkey saver class."""
 
-    def __init__(self, log: _LogConfig, view: CheckpointView, *, ttl: float | None, actors: bool):
+    def __init__(self, log: _LogConfig, codec: Codec, *, ttl: float | None, actors: bool):
         if ttl is not None and ttl <= 0:
             raise ConfigError(f"ttl must be a positive number of seconds, got {ttl!r}")
         self.log = log
-        self.view = view
+        self.codec = codec
         self.ttl = ttl
         self.actors = actors
 
     @property
-    def keyspace(self):
+    def keyspace(self) -> Keyspace:
         return self.log.keyspace
 
     def keys(self, thread: Thread) -> SessionKeys:
@@ -83,15 +86,28 @@ class SaverCore:
     def thread(self, config: RunnableConfig) -> Thread:
         return thread_of(config, actors=self.actors)
 
-    def registry_ops(self, thread: Thread, run_id: str | None) -> list[Op]:
-        """Registries outside the thread: runs -> threads, and threads -> actors."""
+    def registries(self, thread: Thread, run_ids: Iterable[str | None] = ()) -> list[Registry]:
+        """The registries that name the thread: every thread, a run's threads, and the
+        actors of a thread id (AgentCore threads)."""
         tag = self.keys(thread).tag
-        ops = []
-        if run_id:
-            ops.append(sadd(self.keyspace.global_key("run", run_id), tag))
+        regs = [(views.threads_registry(self.keyspace), tag)]
+        for run_id in sorted({r for r in run_ids if r}):
+            regs.append((views.run_registry(self.keyspace, run_id), tag))
         if thread.actor_id is not None:
-            ops.append(sadd(self.keyspace.global_key("actors", thread.thread_id), thread.actor_id))
-        return ops
+            regs.append((views.actor_registry(self.keyspace, thread.thread_id), thread.actor_id))
+        return regs
+
+    def plan_write(
+        self, thread: Thread, mode: str, events: Sequence[Event], **kwargs: Any
+    ) -> logcore.ScriptCall:
+        runs = [e.run_id for e in events if isinstance(e, CheckpointPut)]
+        kwargs.setdefault("registries", self.registries(thread, runs))
+        kwargs.setdefault("ttl", self.ttl)
+        call = views.plan_write(
+            self.codec, self.keys(thread), mode, events, cluster=self.log.cluster, **kwargs
+        )
+        logcore.check_payload(call, self.log.max_payload_bytes)
+        return call
 
     # put ------------------------------------------------------------------------
 
@@ -108,14 +124,9 @@ class SaverCore:
         return thread, event, thread.config(event.ns, event.checkpoint_id)
 
     def plan_put(self, thread: Thread, event: CheckpointPut) -> logcore.ScriptCall:
-        keys = self.keys(thread)
-        return self.log.plan_append(
-            thread.session,
-            [event],
-            guard=(keys.view("cps"), cp_field(event.ns, event.checkpoint_id)),
-            extra_ops=self.registry_ops(thread, event.run_id),
-            ttl=self.ttl,
-        )
+        # a retried put finds its checkpoint's record and appends nothing
+        guard = cp_field(event.ns, event.checkpoint_id)
+        return self.plan_write(thread, "put", split_event(event), guard=guard)
 
     # put_writes -------------------------------------------------------------------
 
@@ -131,20 +142,91 @@ class SaverCore:
 
     def plan_put_writes(self, thread: Thread, event: WritesPut) -> logcore.ScriptCall:
         # A retry after a timeout changes nothing in the views, so it appends nothing.
-        return self.log.plan_append(
-            thread.session,
-            [event],
-            skip_if_noop=True,
-            extra_ops=self.registry_ops(thread, None),
-            ttl=self.ttl,
-        )
+        return self.plan_write(thread, "writes", split_event(event))
+
+    # incomplete threads -------------------------------------------------------------------
+
+    @staticmethod
+    def incomplete(reply: Any) -> bool:
+        """Whether a script found the thread's keys incomplete (``{-2, n}``): a view or
+        the log was evicted or deleted apart, or the thread is still in layout 1."""
+        return isinstance(reply, list) and len(reply) == 2 and reply[0] == -2
+
+    def repair_flow(self, thread: Thread) -> Flow[int]:
+        """Rebuild an incomplete thread's views from its log, or raise if the log is gone."""
+        return self.rebuild_flow(thread)
+
+    def checked(self, thread: Thread, reply: Any) -> Any:
+        """The reply of a call retried after a repair: still incomplete is an error."""
+        if self.incomplete(reply):
+            raise ThreadDamaged(
+                f"thread {thread.thread_id!r}: its keys are still incomplete after a repair "
+                f"({reply[1]} of 3 exist)"
+            )
+        return reply
+
+    def rebuild_flow(
+        self, thread: Thread, target: Keyspace | None = None, attempts: int = 5
+    ) -> Flow[int]:
+        """Rebuild the thread's views from its log; returns the entries replayed.
+
+        Every entry is read and decoded before anything is written; the views are then
+        replaced in one step that only runs if the log did not move meanwhile. A log
+        that cannot be replayed (an undecodable entry, or trimmed) raises and leaves the
+        views as they were. With ``target`` the views are built under that keyspace
+        (same hash tag) and the live ones are left alone.
+        """
+        keys = self.keys(thread)
+        label = "/".join(thread.session)
+        for _ in range(attempts):
+            last = logcore.read_last_id((yield logcore.plan_last_id(self.keyspace, thread.session)))
+            if last == "0-0":
+                raise ThreadDamaged(
+                    f"thread {thread.thread_id!r} has views but no log (evicted or deleted "
+                    "apart): its checkpoints cannot be read. Delete the thread "
+                    "(delete_thread) or restore its log."
+                )
+            length, added = _stream_info((yield logcore.Command(("XINFO", "STREAM", keys.log))))
+            if added > length:
+                raise ThreadDamaged(
+                    f"thread {thread.thread_id!r}: its log was trimmed ({length} of {added} "
+                    "entries left), so its views cannot be rebuilt from it"
+                )
+            events: list[Event] = []
+            ids: list[str] = []
+            after = "-"
+            while True:
+                reply = yield logcore.plan_read(
+                    self.keyspace, thread.session, after, last, count=500
+                )
+                entries = logcore.read_entries(reply, self.codec, label, strict=True)
+                for e in entries:
+                    if views.has_views(e.event):
+                        events.append(e.event)
+                        ids.append(e.id)
+                if len(entries) < 500:
+                    break
+                after = "(" + entries[-1].id
+            kwargs: dict[str, Any] = {"ids": ids, "expected": last, "ttl": None}
+            if target is not None:
+                kwargs["registries"] = []
+                call = views.plan_write(
+                    self.codec, target.session(thread.session), "rebuild", events, **kwargs
+                )
+                call = _with_log(call, keys.log)
+            else:
+                kwargs["doomed"] = views.legacy_keys(keys)
+                call = self.plan_write(thread, "rebuild", events, **kwargs)
+            reply = yield call
+            if int(reply[0]) == 1:
+                return len(ids)
+        raise ConflictError(f"thread {thread.thread_id!r} kept changing while it was rebuilt")
 
     # get_tuple ----------------------------------------------------------------------
 
     def view_keys(self, thread: Thread) -> list[str]:
-        """The checkpoint views, then the log the views point into (KEYS[7] of the scripts)."""
-        keys = self.keys(thread)
-        return [*(keys.view(v) for v in VIEWS), keys.log]
+        """The thread's log, views hash and index (KEYS of every thread script)."""
+        return thread_keys(self.keys(thread))
 
     def plan_get_tuple(self, config: RunnableConfig) -> tuple[Thread, str, logcore.ScriptCall]:
         thread = self.thread(config)
@@ -161,13 +243,16 @@ class SaverCore:
         field, rec, head, blob_values, write_fields, write_records, write_values = raw
         ens, ecid = text(field).split(":", 1)
         ns, cid = unescape(ens), unescape(ecid)
-        _filter, blob_fields, parent, _run = decode_record(rec)
+        _filter, specs, parent, _run = decode_record(rec)
         event = self.head(head, thread, cid)
         checkpoint = serde.loads_typed(event.checkpoint)
         values: dict[str, Any] = {}
-        for bf, blob in zip(blob_fields, blob_values):
-            if blob:  # missing (None) or empty (b"") channels are left out
-                values[blob_channel(bf)] = serde.loads_typed(self.view.codec.decode(blob, Typed))
+        codec = self.codec
+        for spec, blob in zip(specs, blob_values):
+            if blob == -1:
+                raise _lost(thread, f"channel {spec_channel(spec)!r} of checkpoint {cid!r}")
+            if blob:  # never stored (None) or empty (b"") channels are left out
+                values[spec_channel(spec)] = serde.loads_typed(codec.decode(blob, Typed))
         checkpoint["channel_values"] = values
         return CheckpointTuple(
             config=thread.config(ns, cid),
@@ -180,11 +265,11 @@ class SaverCore:
     def head(self, raw: Any, thread: Thread, cid: str) -> CheckpointPut:
         """The checkpoint's own log entry (its values live in the entry's other fields)."""
         if not raw:
-            raise CodecError(
+            raise ThreadDamaged(
                 f"checkpoint {cid!r} of thread {thread.thread_id!r} points at a log entry "
-                "that is gone (was the log trimmed?)"
+                "that is gone (was the log trimmed or evicted?)"
             )
-        event = self.view.codec.decode(raw, Event)
+        event = self.codec.decode(raw, Event)
         if not isinstance(event, CheckpointPut):
             raise CodecError(f"checkpoint {cid!r} points at a {type(event).__name__} entry")
         return event
@@ -195,12 +280,17 @@ class SaverCore:
         """``(task_id, idx, task_path, channel, value)`` in LangGraph's write order."""
         rows = []
         for f, rec, v in zip(fields, records, values):
-            if not rec or not v:
+            if not rec:
                 continue
+            if v == -1 or v is None:
+                raise ThreadDamaged(
+                    f"pending write {text(f)!r} points at a log entry that is gone "
+                    "(was the log trimmed or evicted?)"
+                )
             parts = text(f).split(":")
-            task_id, idx = unescape(parts[2]), int(parts[3])
+            task_id, idx = unescape(parts[3]), int(parts[4])
             task_path, channel = decode_write(rec)
-            rows.append((task_id, idx, task_path, channel, self.view.codec.decode(v, Typed)))
+            rows.append((task_id, idx, task_path, channel, self.codec.decode(v, Typed)))
         rows.sort(key=lambda r: writes_sort_key(r[2], r[0], r[1]))
         return rows
 
@@ -258,7 +348,9 @@ class SaverCore:
                     cursor,
                     *filter_args,
                 ]
-                reply = yield logcore.ScriptCall(LIST_PAGE, self.view_keys(thread), args)
+                reply = yield from self.run_repairing(
+                    thread, logcore.ScriptCall(LIST_PAGE, self.view_keys(thread), args)
+                )
                 cursor, raws = text(reply[0]), reply[1]
                 tuples = [self.read_tuple(thread, raw, serde) for raw in raws]
                 if tuples:
@@ -270,18 +362,41 @@ class SaverCore:
                 if not cursor:
                     break
 
+    def run_repairing(self, thread: Thread, call: logcore.ScriptCall) -> Flow[Any]:
+        """Run a thread script; if the thread's keys are incomplete, repair it from the
+        log and run the script again."""
+        reply = yield call
+        if self.incomplete(reply):
+            yield from self.repair_flow(thread)
+            reply = self.checked(thread, (yield call))
+        return reply
+
     def all_threads(self) -> Flow[list[Thread]]:
-        threads = []
+        """Every registered thread of this saver's kind (threads whose TTL ran out are
+        dropped from the registry first, in one call)."""
+        registry = views.threads_registry(self.keyspace)
+        yield logcore.ScriptCall(PRUNE_REGISTRY, [registry], [])
+        tags: set[str] = set()
+        cursor = 0
+        while True:
+            cursor, members = yield from _scan_page(("ZSCAN", registry, cursor, "COUNT", 1000))
+            tags.update(text(m) for m in members[::2])
+            if cursor == 0:
+                break
+        # threads written by layout 1 are in the session set until they are migrated
         cursor = 0
         while True:
             reply = yield logcore.plan_sessions_page(self.keyspace, cursor)
-            cursor, tags = logcore.read_sessions_page(reply)
-            for tag in tags:
-                thread = Thread.from_session(parse_session_tag(tag))
-                if thread is not None and (thread.actor_id is not None) == self.actors:
-                    threads.append(thread)
+            cursor, legacy = logcore.read_sessions_page(reply)
+            tags.update(legacy)
             if cursor == 0:
-                return threads
+                break
+        threads = []
+        for tag in sorted(tags):
+            thread = Thread.from_session(parse_session_tag(tag))
+            if thread is not None and (thread.actor_id is not None) == self.actors:
+                threads.append(thread)
+        return threads
 
     # delete -----------------------------------------------------------------------------
 
@@ -293,12 +408,21 @@ class SaverCore:
         elif actor_id is not None:
             threads = [Thread(thread_id, require_str(actor_id, "actor_id"))]
         else:
-            reply = yield logcore.Command(
-                ("SMEMBERS", self.keyspace.global_key("actors", thread_id))
-            )
-            threads = [Thread(thread_id, text(a)) for a in sorted(reply)]
+            threads = yield from self.threads_named(thread_id)
         for thread in threads:
-            yield self.log.plan_delete(thread.session)
+            yield from self.delete_one(thread)
+
+    def delete_one(self, thread: Thread) -> Flow[None]:
+        registries = self.registries(thread)
+        keys = self.keys(thread)
+        yield views.plan_delete(keys, registries, cluster=self.log.cluster)
+        if self.log.cluster:  # registries live on other slots
+            for key, member in registries:
+                yield logcore.Command(("ZREM", key, member))
+        if thread.actor_id is not None:  # layout 1's registry of the thread's actors
+            yield logcore.Command(
+                ("SREM", self.keyspace.global_key("actors", thread.thread_id), thread.actor_id)
+            )
 
     # delta history ------------------------------------------------------------------
 
@@ -310,19 +434,25 @@ class SaverCore:
         thread = self.thread(config)
         ns = ns_of(config)
         cid = get_checkpoint_id(config)
+        keys = self.view_keys(thread)
         if not cid:
-            tup_raw = yield logcore.ScriptCall(GET_TUPLE, self.view_keys(thread), [escape(ns), ""])
+            tup_raw = yield from self.run_repairing(
+                thread, logcore.ScriptCall(GET_TUPLE, keys, [escape(ns), ""])
+            )
             if not tup_raw:
                 return {ch: {"writes": []} for ch in channels}
             cid = unescape(text(tup_raw[0]).split(":", 1)[1])
         args = [escape(ns), cid, DELTA_MAX_STEPS, *(escape(c) for c in channels)]
-        _found, steps, seeds = yield logcore.ScriptCall(DELTA_HISTORY, self.view_keys(thread), args)
+        reply = yield from self.run_repairing(thread, logcore.ScriptCall(DELTA_HISTORY, keys, args))
+        _found, steps, seeds = reply
         seed_values: dict[str, Any] = {}
         seed_step: dict[str, int] = {}
         it = iter(seeds)
         for ech, blob, step in zip(it, it, it):
             ch = unescape(text(ech))
-            seed_values[ch] = serde.loads_typed(self.view.codec.decode(blob, Typed))
+            if blob == -1:
+                raise _lost(thread, f"the value of channel {ch!r}")
+            seed_values[ch] = serde.loads_typed(self.codec.decode(blob, Typed))
             seed_step[ch] = int(step)
         collected: dict[str, list[PendingWrite]] = {c: [] for c in channels}
         # steps are ancestors newest first; a channel collects writes up to and including
@@ -346,24 +476,15 @@ class SaverCore:
         """Replay the source thread's log into the target thread, page by page."""
         after = "-"
         copied = 0
+        label = "/".join(source.session)
         while True:
             reply = yield logcore.plan_read(self.keyspace, source.session, after, None, count=page)
-            entries = logcore.read_entries(reply, self.log.codec, source.session, strict=True)
+            entries = logcore.read_entries(reply, self.codec, label, strict=True)
             if not entries:
                 return copied
-            events = [e.event for e in entries]
-            extra = [
-                op
-                for ev in events
-                if isinstance(ev, CheckpointPut)
-                for op in self.registry_ops(target, ev.run_id)
-            ]
-            yield self.log.plan_append(
-                target.session,
-                events,
-                extra_ops=extra or self.registry_ops(target, None),
-                ttl=self.ttl,
-            )
+            events = [e.event for e in entries if views.has_views(e.event)]
+            if events:
+                yield from self.run_repairing(target, self.plan_write(target, "append", events))
             copied += len(entries)
             after = "(" + entries[-1].id
 
@@ -380,7 +501,9 @@ class SaverCore:
         cursor = ""
         while True:
             args = ["", "0", "", "", 500, 100_000, cursor]
-            reply = yield logcore.ScriptCall(LIST_PAGE, self.view_keys(thread), args)
+            reply = yield from self.run_repairing(
+                thread, logcore.ScriptCall(LIST_PAGE, self.view_keys(thread), args)
+            )
             cursor = text(reply[0])
             rows.extend(reply[1])
             if not cursor:
@@ -388,15 +511,15 @@ class SaverCore:
         rows.sort(key=lambda r: tuple(reversed(text(r[0]).split(":", 1))))
         return rows
 
-    def compact_flow(self, thread: Thread, keep: Any, attempts: int = 5) -> Flow[None]:
-        """Rewrite a thread's log to hold only the checkpoints ``keep(ns, cid, run)`` accepts.
+    def compact_flow(self, thread: Thread, keep: Keep, attempts: int = 5) -> Flow[None]:
+        """Rewrite a thread's log to hold only the checkpoints ``keep`` selects.
 
-        Each kept checkpoint is re-emitted self-contained (the blobs it needs that no
-        earlier kept checkpoint carries) with its writes; the swap is atomic and only
-        happens if no append landed since the read, else it is retried.
+        ``keep`` gets ``(ns, checkpoint id, run id)`` of every checkpoint and returns the
+        ``(ns, checkpoint id)`` pairs to keep. Each kept checkpoint is re-emitted
+        self-contained (the values it needs that no earlier kept checkpoint carries)
+        with its writes; the swap is atomic and only happens if no append landed since
+        the read, else it is retried.
         """
-        from streamstate.errors import ConflictError
-
         for _ in range(attempts):
             last = logcore.read_last_id((yield logcore.plan_last_id(self.keyspace, thread.session)))
             if last == "0-0":
@@ -404,35 +527,36 @@ class SaverCore:
             rows = yield from self.read_all_raw(thread)
             events = self.compacted_events(rows, keep)
             if not events:
-                yield self.log.plan_delete(thread.session)
+                yield from self.delete_one(thread)
                 return
-            runs = {ev.run_id for ev in events if isinstance(ev, CheckpointPut) and ev.run_id}
-            extra = [op for run in sorted(runs) for op in self.registry_ops(thread, run)]
-            call = self.log.plan_replace(
-                thread.session, events, expected_last_id=last, extra_ops=extra, ttl=self.ttl
-            )
-            if logcore.read_replace((yield call)) is not None:
+            split = [part for ev in events for part in split_event(ev)]
+            call = self.plan_write(thread, "replace", split, expected=last)
+            if int((yield call)[0]) == 1:
                 return
         raise ConflictError(f"thread {thread.thread_id!r} kept changing while it was compacted")
 
-    def compacted_events(self, rows: Sequence[Any], keep: Any) -> list[Any]:
+    def compacted_events(self, rows: Sequence[Any], keep: Keep) -> list[Any]:
+        parsed = []
+        for row in rows:
+            ens, ecid = text(row[0]).split(":", 1)
+            parsed.append((unescape(ens), unescape(ecid), row))
+        kept = keep([(ns, cid, decode_record(row[1])[3]) for ns, cid, row in parsed])
         events: list[Any] = []
-        emitted: set[str] = set()
-        codec = self.view.codec
-        for field, rec, head, blob_values, wf, wr, wv in rows:
-            ens, ecid = text(field).split(":", 1)
-            ns, cid = unescape(ens), unescape(ecid)
-            filter_, blob_fields, parent, run = decode_record(rec)
-            if not keep(ns, cid, run):
+        emitted: set[tuple[str, str]] = set()
+        codec = self.codec
+        for ns, cid, (_f, rec, head, blob_values, wf, wr, wv) in parsed:
+            if (ns, cid) not in kept:
                 continue
+            filter_, specs, parent, run = decode_record(rec)
             stored = self.head(head, Thread("?"), cid)
-            cp_typed, meta_typed = stored.checkpoint, stored.metadata
-            versions = [_parse_blob_field(bf) for bf in blob_fields]
+            versions = [views.parse_spec(spec) for spec in specs]
             blobs = []
-            for bf, (ch, ver), value in zip(blob_fields, versions, blob_values):
-                if bf in emitted or value is None:
+            for spec, (ch, ver), value in zip(specs, versions, blob_values):
+                if (ns, spec) in emitted or value is None:
                     continue
-                emitted.add(bf)
+                if value == -1:
+                    raise ThreadDamaged(f"checkpoint {cid!r}: channel {ch!r} lost its value")
+                emitted.add((ns, spec))
                 typed = codec.decode(value, Typed) if value else ("empty", b"")
                 blobs.append(Blob(ch, ver, typed))
             events.append(
@@ -440,8 +564,8 @@ class SaverCore:
                     ns=ns,
                     checkpoint_id=cid,
                     parent_id=parent or None,
-                    checkpoint=cp_typed,
-                    metadata=meta_typed,
+                    checkpoint=stored.checkpoint,
+                    metadata=stored.metadata,
                     blobs=blobs,
                     filter=filter_,
                     run_id=run or None,
@@ -457,11 +581,15 @@ class SaverCore:
         return events
 
     def threads_named(self, thread_id: str) -> Flow[list[Thread]]:
+        """The sessions of a thread id: one, or one per actor for AgentCore threads."""
         require_str(thread_id, "thread_id")
         if not self.actors:
             return [Thread(thread_id)]
-        reply = yield logcore.Command(("SMEMBERS", self.keyspace.global_key("actors", thread_id)))
-        return [Thread(thread_id, text(a)) for a in sorted(reply)]
+        actors = yield logcore.Command(
+            ("ZRANGE", views.actor_registry(self.keyspace, thread_id), 0, -1)
+        )
+        legacy = yield logcore.Command(("SMEMBERS", self.keyspace.global_key("actors", thread_id)))
+        return [Thread(thread_id, a) for a in sorted({text(a) for a in [*actors, *legacy]})]
 
     def prune_flow(self, thread_ids: Sequence[str], strategy: str) -> Flow[None]:
         if strategy not in ("keep_latest", "delete"):
@@ -469,40 +597,69 @@ class SaverCore:
         for thread_id in thread_ids:
             for thread in (yield from self.threads_named(thread_id)):
                 if strategy == "delete":
-                    yield self.log.plan_delete(thread.session)
-                    continue
-                latest_raw = yield logcore.Command(("HGETALL", self.keys(thread).view("latest")))
-                latest = {unescape(text(k)): text(v) for k, v in latest_raw.items()}
-                yield from self.compact_flow(
-                    thread, lambda ns, cid, _run, latest=latest: latest.get(ns) == cid
-                )
+                    yield from self.delete_one(thread)
+                else:
+                    yield from self.compact_flow(thread, _newest_per_ns)
 
     def delete_for_runs_flow(self, run_ids: Sequence[str]) -> Flow[None]:
         runs = [r for r in run_ids if isinstance(r, str) and r]
         if not runs:
             return
-        registry = [self.keyspace.global_key("run", r) for r in runs]
+        registries = [views.run_registry(self.keyspace, r) for r in runs]
+        legacy = [self.keyspace.global_key("run", r) for r in runs]
         tags: set[Any] = set()
-        for key in registry:  # one key per command: run registries live on different slots
-            tags |= set((yield logcore.Command(("SMEMBERS", key))))
+        for key in registries:  # one key per command: run registries live on different slots
+            tags |= {text(t) for t in (yield logcore.Command(("ZRANGE", key, 0, -1)))}
+        for key in legacy:
+            tags |= {text(t) for t in (yield logcore.Command(("SMEMBERS", key)))}
         doomed = set(runs)
-        for tag in sorted(text(t) for t in tags):
+
+        def keep(rows: Sequence[tuple[str, str, str]]) -> set[tuple[str, str]]:
+            return {(ns, cid) for ns, cid, run in rows if run not in doomed}
+
+        for tag in sorted(tags):
             thread = Thread.from_session(parse_session_tag(tag))
             if thread is None:
                 continue
-            yield from self.compact_flow(thread, lambda _ns, _cid, run: run not in doomed)
-        for key in registry:
+            yield from self.compact_flow(thread, keep)
+        for key in [*registries, *legacy]:
             yield logcore.Command(("DEL", key))
 
 
-def _parse_blob_field(field: str) -> tuple[str, str | int | float]:
-    _ns, ech, token = field.split(":")
-    kind, rest = token[0], token[1:]
-    version: str | int | float
-    if kind == "s":
-        version = unescape(rest)
-    elif kind == "i":
-        version = int(rest)
-    else:
-        version = float(unescape(rest))
-    return unescape(ech), version
+Keep = Callable[[Sequence[tuple[str, str, str]]], set[tuple[str, str]]]
+"""Chooses the checkpoints a compaction keeps, from ``(ns, id, run)`` of each."""
+
+
+def _newest_per_ns(rows: Sequence[tuple[str, str, str]]) -> set[tuple[str, str]]:
+    newest: dict[str, str] = {}
+    for ns, cid, _run in rows:
+        if cid > newest.get(ns, ""):
+            newest[ns] = cid
+    return set(newest.items())
+
+
+def _scan_page(args: tuple[Any, ...]) -> Flow[tuple[int, list[Any]]]:
+    reply = yield logcore.Command(args)
+    cursor, items = reply
+    return int(cursor), list(items)
+
+
+def _lost(thread: Thread, what: str) -> ThreadDamaged:
+    return ThreadDamaged(
+        f"thread {thread.thread_id!r}: {what} points at a log entry that is gone "
+        "(was the log trimmed or evicted?)"
+    )
+
+
+def _stream_info(reply: Any) -> tuple[int, int]:
+    """``(length, entries ever added)`` of an XINFO STREAM reply."""
+    if isinstance(reply, list):
+        it = iter(reply)
+        reply = dict(zip(it, it))
+    info = {text(k): v for k, v in (reply or {}).items()}
+    return int(info.get("length", 0)), int(info.get("entries-added", 0))
+
+
+def _with_log(call: logcore.ScriptCall, log: str) -> logcore.ScriptCall:
+    """The call reading entries from ``log`` (a rebuild into another keyspace)."""
+    return logcore.ScriptCall(call.script, [log, *call.keys[1:]], call.args, call.idempotent)

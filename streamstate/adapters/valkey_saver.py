@@ -33,7 +33,6 @@ from streamstate.eventlog.codec import Codec
 from streamstate.eventlog.keys import Keyspace
 from streamstate.eventlog.valkey import AsyncValkeyEventLog, RetryPolicy, ValkeyEventLog
 from streamstate.eventlog.valkey.log import DEFAULT_MAX_PAYLOAD
-from streamstate.projections.checkpoints import CheckpointView
 
 
 class _SaverBase(BaseCheckpointSaver[str]):
@@ -56,7 +55,6 @@ class _SaverBase(BaseCheckpointSaver[str]):
     ) -> None:
         super().__init__(serde=serde)
         codec = codec or Codec()
-        view = CheckpointView(codec)
         self.client = client
         self.log = self.log_class(
             client,
@@ -64,9 +62,8 @@ class _SaverBase(BaseCheckpointSaver[str]):
             max_payload_bytes=max_payload_bytes,
             keyspace=Keyspace(prefix),
             codec=codec,
-            projections=[view],
         )
-        self._core = core.SaverCore(self.log, view, ttl=ttl, actors=self.actors)
+        self._core = core.SaverCore(self.log, codec, ttl=ttl, actors=self.actors)
 
     @property
     def ttl(self) -> float | None:
@@ -138,7 +135,7 @@ class ValkeySaver(_SaverBase):
         thread, event, out = self._core.build_put(
             config, checkpoint, metadata, new_versions, self.serde
         )
-        self.log.run(self._core.plan_put(thread, event))
+        self._run(thread, self._core.plan_put(thread, event))
         return out
 
     def put_writes(
@@ -149,11 +146,18 @@ class ValkeySaver(_SaverBase):
         task_path: str = "",
     ) -> None:
         thread, event = self._core.build_put_writes(config, writes, task_id, task_path, self.serde)
-        self.log.run(self._core.plan_put_writes(thread, event))
+        self._run(thread, self._core.plan_put_writes(thread, event))
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         thread, _ns, call = self._core.plan_get_tuple(config)
-        return self._core.read_tuple(thread, self.log.run(call), self.serde)
+        return self._core.read_tuple(thread, self._run(thread, call), self.serde)
+
+    def _run(self, thread: core.Thread, call: Any) -> Any:
+        reply = self.log.run(call)
+        if self._core.incomplete(reply):  # evicted keys or layout 1: repair, then again
+            complete(self._core.repair_flow(thread), self.log.run)
+            reply = self._core.checked(thread, self.log.run(call))
+        return reply
 
     def list(
         self,
@@ -280,7 +284,7 @@ class AsyncValkeySaver(_SaverBase, LoopBound):
         thread, event, out = self._core.build_put(
             config, checkpoint, metadata, new_versions, self.serde
         )
-        await self.log.run(self._core.plan_put(thread, event))
+        await self._arun(thread, self._core.plan_put(thread, event))
         return out
 
     async def aput_writes(
@@ -291,12 +295,19 @@ class AsyncValkeySaver(_SaverBase, LoopBound):
         task_path: str = "",
     ) -> None:
         thread, event = self._core.build_put_writes(config, writes, task_id, task_path, self.serde)
-        await self.log.run(self._core.plan_put_writes(thread, event))
+        await self._arun(thread, self._core.plan_put_writes(thread, event))
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         self.bind_loop()
         thread, _ns, call = self._core.plan_get_tuple(config)
-        return self._core.read_tuple(thread, await self.log.run(call), self.serde)
+        return self._core.read_tuple(thread, await self._arun(thread, call), self.serde)
+
+    async def _arun(self, thread: core.Thread, call: Any) -> Any:
+        reply = await self.log.run(call)
+        if self._core.incomplete(reply):  # evicted keys or layout 1: repair, then again
+            await acomplete(self._core.repair_flow(thread), self.log.run)
+            reply = self._core.checked(thread, await self.log.run(call))
+        return reply
 
     async def alist(
         self,

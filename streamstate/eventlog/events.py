@@ -66,6 +66,15 @@ class WritesPut(msgspec.Struct, tag="wr", array_like=True, frozen=True):
     created_at: float = 0.0
 
 
+class BlobsPut(msgspec.Struct, tag="bl", array_like=True, frozen=True):
+    """More channel values of the checkpoint that follows it in the log: a checkpoint
+    with very many new values is stored as a few of these, then its ``CheckpointPut``."""
+
+    ns: str
+    checkpoint_id: str
+    blobs: list[Blob]
+
+
 class FieldVector(msgspec.Struct, array_like=True, frozen=True):
     """An embedding computed at put time (replay never re-embeds)."""
 
@@ -94,10 +103,10 @@ class ItemDeleted(msgspec.Struct, tag="id", array_like=True, frozen=True):
     deleted_at: float = 0.0
 
 
-Event = CheckpointPut | WritesPut | ItemPut | ItemDeleted
+Event = CheckpointPut | WritesPut | BlobsPut | ItemPut | ItemDeleted
 """Every event type; decoding uses this tagged union."""
 
-EVENT_TYPES: tuple[type, ...] = (CheckpointPut, WritesPut, ItemPut, ItemDeleted)
+EVENT_TYPES: tuple[type, ...] = (CheckpointPut, WritesPut, BlobsPut, ItemPut, ItemDeleted)
 
 
 class LogEntry(NamedTuple):
@@ -109,7 +118,7 @@ class LogEntry(NamedTuple):
 
 
 def event_kind(event: Event) -> str:
-    """The event's stable tag (``cp``, ``wr``, ``ip``, ``id``)."""
+    """The event's stable tag (``cp``, ``wr``, ``bl``, ``ip``, ``id``)."""
     return type(event).__struct_config__.tag  # type: ignore[return-value]
 
 
@@ -126,7 +135,7 @@ EMPTY: Typed = ("", b"")
 def detach(event: Event) -> tuple[Event, list[Typed]]:
     """Split the event's values off, in a fixed order (blobs, or writes, by position)."""
     match event:
-        case CheckpointPut(blobs=blobs) if blobs:
+        case CheckpointPut(blobs=blobs) | BlobsPut(blobs=blobs) if blobs:
             bare = [Blob(b.channel, b.version, EMPTY) for b in blobs]
             return msgspec.structs.replace(event, blobs=bare), [b.value for b in blobs]
         case WritesPut(writes=writes) if writes:
@@ -141,7 +150,7 @@ def attach(event: Event, values: list[Typed]) -> Event:
     if not values:
         return event
     match event:
-        case CheckpointPut(blobs=blobs) if len(blobs) == len(values):
+        case CheckpointPut(blobs=blobs) | BlobsPut(blobs=blobs) if len(blobs) == len(values):
             full = [Blob(b.channel, b.version, v) for b, v in zip(blobs, values)]
             return msgspec.structs.replace(event, blobs=full)
         case WritesPut(writes=writes) if len(writes) == len(values):

@@ -1,27 +1,33 @@
-"""The checkpoint views of one thread, materialised from its log.
+"""The checkpoint views of one thread (layout 2), materialised from its log.
 
-Views point into the log for large values: a Valkey log entry keeps the event without
-its values in field ``e`` and each channel or write value in its own field (``0``,
-``1``, ...), so a view can name one value as ``<entry id>.<field>``. A value of at most
-:data:`INLINE_MAX` stored bytes is kept in the view itself as ``=<length>|<value>``
-(the log keeps its copy too): reading a checkpoint then follows a pointer only for the
-large values, typically the message list in the checkpoint's own entry.
+A thread is three keys under its hash tag: the log (``log``, a stream), the views hash
+``v`` and the index ``z``. How an event changes the views is defined once, in the Lua of
+:data:`THREAD_WRITE`; put, put_writes, copy, compaction and rebuild all run it, so a
+rebuilt view is the live view by construction.
 
-Keys (all under the thread session's hash tag; ``ns``, ``cid``, channel, version and task
-ids escaped with :func:`~streamstate.eventlog.keys.escape`, so ``:`` separates):
+``v`` (hash; ``ens``, ``ecid``, ``ech``, ``etask`` are ids escaped with
+:func:`~streamstate.eventlog.keys.escape`, so ``:`` separates):
 
-* ``cps``    hash  ``ns:cid`` -> ``<id>.e|`` + msgpack ``[filter, blob fields, parent,
-  run]`` (plain msgpack without binary, which server-side scripts can read).
-* ``idx``    zset  ``ns:<raw cid>`` (score 0): lexicographic order is the raw ids' order,
-  as LangGraph's in-memory saver sorts them; the escaped ``ns`` has no ``:``, so the
-  first ``:`` splits a member.
-* ``latest`` hash  ``ns`` -> greatest raw checkpoint id.
-* ``blobs``  hash  ``ns:channel:version`` -> the value's reference (``""``: the channel
-  has a version but no value), written once: an unchanged channel is never stored again.
-* ``wz``     zset  ``ns:cid:task:idx`` and ``writes`` hash (same fields) -> the value's
-  reference, then ``|`` + msgpack ``[task_path, channel, digest]`` (after the value, for
-  an inline one); ordinary writes are inserted if absent, special channels (error,
-  interrupt, resume, scheduled) overwrite.
+* ``c:<ens>:<ecid>`` -> ``<entry id>|`` + msgpack ``[filter, [<ech>:<version>...],
+  parent, run]``: a checkpoint. Its head (the checkpoint and metadata) is field ``e`` of
+  its own log entry; every channel it has is listed by version.
+* ``b:<ens>:<ech>:<version>`` -> the value's reference, written once per version (an
+  unchanged channel is never stored again); ``""`` for a version without a value.
+* ``w:<ens>:<ecid>:<etask>:<idx>`` -> the value's reference, ``|``, msgpack
+  ``[task_path, channel, digest]``. Ordinary writes are inserted if absent; special
+  channels (error, interrupt, resume, scheduled) overwrite.
+
+A reference is ``<entry id>.<field>`` (the value stays in the log only) or, for a stored
+value of at most :data:`INLINE_MAX` bytes, ``=<length>|<value>``: small values are read
+without following a pointer.
+
+``z`` (zset, score 0, ordered by member): ``c:<ens>:<raw cid>`` for every checkpoint
+(lexicographic order of the raw ids is LangGraph's order; the newest of a namespace is
+the last of its range) and ``w:<ens>:<ecid>:<etask>:<idx>`` for every write, so a
+checkpoint's writes are one range of ``z``.
+
+The registries live outside the thread, in sorted sets scored by the time (ms) their
+member's thread expires (``inf`` without a TTL); each key expires with its last member.
 """
 
 from __future__ import annotations
@@ -29,26 +35,35 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
 import msgspec
 
 from streamstate.errors import CodecError
 from streamstate.eventlog.codec import Codec
 from streamstate.eventlog.events import (
+    BlobsPut,
     CheckpointPut,
     Event,
-    ItemDeleted,
-    ItemPut,
     Typed,
     WritesPut,
 )
-from streamstate.eventlog.keys import SessionKeys, escape, unescape
-from streamstate.eventlog.ops import Op, hmax, hset, hsetnx, zadd
+from streamstate.eventlog.keys import Keyspace, SessionKeys, escape, unescape
+from streamstate.eventlog.valkey._core import ScriptCall, encode_entry, ttl_ms
 from streamstate.eventlog.valkey.scripts import LuaScript
 
-VIEWS = ("cps", "idx", "latest", "blobs", "wz", "writes")
-INLINE_MAX = 1024
+LAYOUT = 2
+"""The version of this key layout (layout 1 kept six view keys per thread)."""
+
+VIEWS = ("v", "z")
+LEGACY_VIEWS = ("cps", "idx", "latest", "blobs", "wz", "writes", "idem")
+"""Layout 1's keys of a thread: migrated on first touch, deleted by a rebuild."""
+
+INLINE_MAX = 64
 """Stored values up to this many bytes are kept in the views, not only in the log."""
+MAX_VALUES_PER_ENTRY = 2000
+"""A server-side script passes at most ~8,000 values to one command (its C stack), so
+an event with more values is split into entries of at most this many."""
 SPECIAL_CHANNELS = frozenset({"__error__", "__scheduled__", "__interrupt__", "__resume__"})
 
 _encoder = msgspec.msgpack.Encoder()
@@ -56,8 +71,94 @@ _header_decoder = msgspec.msgpack.Decoder(tuple[dict[str, str], list[str], str, 
 _write_decoder = msgspec.msgpack.Decoder(tuple[str, str, str])
 
 
-def _body(value: bytes) -> bytes:
-    return value[value.index(b"|") + 1 :]
+def thread_keys(keys: SessionKeys) -> list[str]:
+    """A thread's keys in the order every script takes them: log, views, index."""
+    return [keys.log, keys.view("v"), keys.view("z")]
+
+
+def legacy_keys(keys: SessionKeys) -> list[str]:
+    return [keys.view(v) if v != "idem" else keys.idem for v in LEGACY_VIEWS]
+
+
+# -- registries ---------------------------------------------------------------------------
+
+
+def threads_registry(keyspace: Keyspace) -> str:
+    """Every thread with a log: a zset of session tags scored by expiry (ms)."""
+    return f"{keyspace.prefix}:threads"
+
+
+def run_registry(keyspace: Keyspace, run_id: str) -> str:
+    """The threads a run wrote checkpoints to (for ``delete_for_runs``)."""
+    return keyspace.global_key("runs", run_id)
+
+
+def actor_registry(keyspace: Keyspace, thread_id: str) -> str:
+    """The actors that have a session named ``thread_id`` (AgentCore threads)."""
+    return keyspace.global_key("actors-of", thread_id)
+
+
+# -- field names --------------------------------------------------------------------------
+
+
+def version_token(version: str | int | float) -> str:
+    """A channel version as a field part; the type is kept so ``1`` and ``"1"`` differ."""
+    if isinstance(version, bool):
+        raise TypeError(f"channel versions cannot be bool: {version!r}")
+    if isinstance(version, str):
+        return "s" + escape(version)
+    if isinstance(version, int):
+        return f"i{version}"
+    return "f" + escape(repr(float(version)))
+
+
+def parse_version_token(token: str) -> str | int | float:
+    kind, rest = token[0], token[1:]
+    if kind == "s":
+        return unescape(rest)
+    if kind == "i":
+        return int(rest)
+    return float(unescape(rest))
+
+
+@lru_cache(maxsize=1 << 16, typed=True)
+def channel_spec(channel: str, version: str | int | float) -> str:
+    # A checkpoint lists every channel, and most are the same as its parent's: with a
+    # wide state this formatting was most of a put's client time. ``typed`` keeps 1 and
+    # 1.0 (and True) apart, as version_token does.
+    return f"{escape(channel)}:{version_token(version)}"
+
+
+@lru_cache(maxsize=1 << 16)
+def spec_channel(spec: str) -> str:
+    """The channel a channel spec names."""
+    return unescape(spec.split(":", 1)[0])
+
+
+def parse_spec(spec: str) -> tuple[str, str | int | float]:
+    ech, token = spec.split(":", 1)
+    return unescape(ech), parse_version_token(token)
+
+
+def cp_field(ns: str, cid: str) -> str:
+    return f"c:{escape(ns)}:{escape(cid)}"
+
+
+# -- stored records -----------------------------------------------------------------------
+
+
+def split_record(rec: bytes) -> tuple[str, bytes]:
+    """A checkpoint record as ``(entry id, header bytes)``."""
+    bar = rec.index(b"|")
+    return rec[:bar].decode(), rec[bar + 1 :]
+
+
+def decode_record(rec: bytes) -> tuple[dict[str, str], list[str], str, str]:
+    """A stored checkpoint record as ``(filter, channel specs, parent, run)``."""
+    try:
+        return _header_decoder.decode(split_record(rec)[1])
+    except (ValueError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise CodecError(f"corrupt checkpoint record: {exc}", stage="msgpack") from exc
 
 
 def _write_meta(value: bytes) -> bytes:
@@ -66,21 +167,6 @@ def _write_meta(value: bytes) -> bytes:
     if value[:1] == b"=":  # the reference is the value itself: "=<length>|<value>"
         return value[bar + 2 + int(value[1:bar]) :]
     return value[bar + 1 :]
-
-
-def value_ref(at: str, k: int, stored: Sequence[bytes]) -> bytes:
-    """How a view names value ``k`` of entry ``at``: inline if small, else a pointer."""
-    if k < len(stored) and len(stored[k]) <= INLINE_MAX:
-        return b"=%d|%s" % (len(stored[k]), stored[k])
-    return f"{at}.{k}".encode()
-
-
-def decode_record(rec: bytes) -> tuple[dict[str, str], list[str], str, str]:
-    """A stored checkpoint record as ``(filter, blob fields, parent, run)``."""
-    try:
-        return _header_decoder.decode(_body(rec))
-    except (ValueError, msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise CodecError(f"corrupt checkpoint record: {exc}", stage="msgpack") from exc
 
 
 def decode_write(value: bytes) -> tuple[str, str]:
@@ -100,134 +186,412 @@ def digest(value: Typed) -> str:
     return h.hexdigest()
 
 
-def version_token(version: str | int | float) -> str:
-    """A channel version as a field part; the type is kept so ``1`` and ``"1"`` differ."""
-    if isinstance(version, bool):
-        raise TypeError(f"channel versions cannot be bool: {version!r}")
-    if isinstance(version, str):
-        return "s" + escape(version)
-    if isinstance(version, int):
-        return f"i{version}"
-    return "f" + escape(repr(float(version)))
+# -- events as script arguments -------------------------------------------------------------
 
 
-def cp_field(ns: str, cid: str) -> str:
-    return f"{escape(ns)}:{escape(cid)}"
+def split_event(event: Event) -> list[Event]:
+    """The event as log entries of at most :data:`MAX_VALUES_PER_ENTRY` values each: a
+    large checkpoint's extra values go first as ``BlobsPut`` entries, a large task's
+    writes as several ``WritesPut`` entries of the same task."""
+    n = MAX_VALUES_PER_ENTRY
+    match event:
+        case CheckpointPut(blobs=blobs) if len(blobs) > n:
+            extra = [BlobsPut(event.ns, event.checkpoint_id, blobs[i : i + n]) for i in
+                     range(n, len(blobs), n)]  # fmt: skip
+            return [*extra, msgspec.structs.replace(event, blobs=blobs[:n])]
+        case WritesPut(writes=writes) if len(writes) > n:
+            return [msgspec.structs.replace(event, writes=writes[i : i + n])
+                    for i in range(0, len(writes), n)]  # fmt: skip
+    return [event]
 
 
-def index_member(ns: str, cid: str) -> str:
-    return f"{escape(ns)}:{cid}"
+def _blob_specs(ns_blobs: Sequence[Any]) -> list[str]:
+    # "!" marks a version without a value (LangGraph's "empty"): its reference is ""
+    return [
+        ("!" if b.value[0] == "empty" else "") + channel_spec(b.channel, b.version)
+        for b in ns_blobs
+    ]
 
 
-@lru_cache(maxsize=1 << 16, typed=True)
-def blob_field(ns: str, channel: str, version: str | int | float) -> str:
-    # A checkpoint lists every channel's field, and most are the same as its parent's:
-    # with a wide state this formatting was most of a put's client time. ``typed``
-    # keeps 1 and 1.0 (and True) apart, as version_token does.
-    return f"{escape(ns)}:{escape(channel)}:{version_token(version)}"
-
-
-@lru_cache(maxsize=1 << 16)
-def blob_channel(field: str) -> str:
-    """The channel a blob field names (the inverse of :func:`blob_field`'s middle part)."""
-    return unescape(field.split(":")[1])
-
-
-def write_field(ns: str, cid: str, task_id: str, idx: int) -> str:
-    return f"{escape(ns)}:{escape(cid)}:{escape(task_id)}:{idx}"
-
-
-class CheckpointView:
-    """Projection of ``CheckpointPut`` and ``WritesPut`` events into the views above."""
-
-    name = "checkpoints"
-
-    def __init__(self, codec: Codec | None = None) -> None:
-        # The codec that decodes the log's values for readers of this view.
-        self.codec = codec or Codec()
-
-    def view_keys(self, keys: SessionKeys) -> Sequence[str]:
-        return [keys.view(v) for v in VIEWS]
-
-    def apply(self, keys: SessionKeys, event: Event) -> Sequence[Op]:
-        raise TypeError("CheckpointView points into the log: call apply_at with the entry id")
-
-    def apply_at(
-        self, keys: SessionKeys, event: Event, at: str, stored: Sequence[bytes] = ()
-    ) -> Sequence[Op]:
-        """The view's ops for ``event`` stored as log entry ``at`` (an id or placeholder)
-        with its values ``stored`` as the log holds them (small ones are kept inline)."""
-        match event:
-            case CheckpointPut():
-                return self._checkpoint(keys, event, at, stored)
-            case WritesPut():
-                return self._writes(keys, event, at, stored)
-            case ItemPut() | ItemDeleted():
-                return []
-
-    def _checkpoint(
-        self, keys: SessionKeys, event: CheckpointPut, at: str, stored: Sequence[bytes]
-    ) -> list[Op]:
-        ns = event.ns
-        blob_fields = [blob_field(ns, ch, ver) for ch, ver in event.versions]
-        # "empty" (a version without a value) is b"" so scripts can tell it from a value
-        ops = [
-            hsetnx(
-                keys.view("blobs"),
-                blob_field(ns, b.channel, b.version),
-                "" if b.value[0] == "empty" else value_ref(at, k, stored),
+def view_args(event: Event) -> tuple[str, list[Any]]:
+    """The event's kind for the view script, and what the script needs of it besides
+    its stored fields."""
+    match event:
+        case CheckpointPut():
+            header = _encoder.encode(
+                [
+                    event.filter,
+                    [channel_spec(ch, ver) for ch, ver in event.versions],
+                    event.parent_id or "",
+                    event.run_id or "",
+                ]
             )
-            for k, b in enumerate(event.blobs)
-        ]
-        header = _encoder.encode(
-            [event.filter, blob_fields, event.parent_id or "", event.run_id or ""]
-        )
-        record = f"{at}.e|".encode() + header
-        ops.append(hset(keys.view("cps"), cp_field(ns, event.checkpoint_id), record))
-        ops.append(zadd(keys.view("idx"), 0, index_member(ns, event.checkpoint_id)))
-        ops.append(hmax(keys.view("latest"), escape(ns), event.checkpoint_id))
-        return ops
-
-    def _writes(
-        self, keys: SessionKeys, event: WritesPut, at: str, stored: Sequence[bytes]
-    ) -> list[Op]:
-        # all hash ops, then all index ops: the append script runs each run of
-        # same-kind ops on one key as a single command
-        ops: list[Op] = []
-        index: list[Op] = []
-        for k, w in enumerate(event.writes):
-            field = write_field(event.ns, event.checkpoint_id, event.task_id, w.idx)
-            meta = _encoder.encode([event.task_path, w.channel, digest(w.value)])
-            put = hset if w.channel in SPECIAL_CHANNELS else hsetnx
-            ops.append(put(keys.view("writes"), field, value_ref(at, k, stored) + b"|" + meta))
-            index.append(zadd(keys.view("wz"), 0, field))
-        return ops + index
+            specs = _blob_specs(event.blobs)
+            return "c", [escape(event.ns), escape(event.checkpoint_id), event.checkpoint_id,
+                         header, len(specs), *specs]  # fmt: skip
+        case BlobsPut():
+            specs = _blob_specs(event.blobs)
+            return "b", [escape(event.ns), len(specs), *specs]
+        case WritesPut():
+            args: list[Any] = [escape(event.ns), escape(event.checkpoint_id),
+                               escape(event.task_id), len(event.writes)]  # fmt: skip
+            for w in event.writes:
+                meta = _encoder.encode([event.task_path, w.channel, digest(w.value)])
+                args += [w.idx, "1" if w.channel in SPECIAL_CHANNELS else "0", meta]
+            return "w", args
+    raise TypeError(f"{type(event).__name__} is not a checkpoint event")
 
 
-# Shared Lua helpers. esc() escapes exactly as Python's quote(safe="-_.~"); hmget() reads
-# in chunks (unpack() is limited by the Lua C stack); deref() returns an inline value
-# ("=<length>|<value>...") or follows "<id>.<field>" into the log (KEYS[7]), reading each
-# entry once per call.
-_LUA_HELPERS = r"""
+def value_count(event: Event) -> int:
+    match event:
+        case CheckpointPut(blobs=blobs) | BlobsPut(blobs=blobs):
+            return len(blobs)
+        case WritesPut(writes=writes):
+            return len(writes)
+    return 0
+
+
+def has_views(event: Event) -> bool:
+    return isinstance(event, (CheckpointPut, BlobsPut, WritesPut))
+
+
+# -- the write script ---------------------------------------------------------------------
+
+_REGISTER_LUA = r"""
+-- Registers member in the zset key until expiry ms ('inf': forever), refreshing an
+-- expiry that ends before ``want``; the key itself expires with its last member, and
+-- members that expired are dropped whenever the key is written.
+local function register(key, member, now, want, expiry)
+  local s = redis.call('ZSCORE', key, member)
+  if s then
+    if s == 'inf' or (expiry ~= 'inf' and tonumber(s) >= want) then return end
+  end
+  redis.call('ZADD', key, expiry, member)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. now)
+  local top = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  if top[2] == nil then return end
+  if top[2] == 'inf' then redis.call('PERSIST', key)
+  else redis.call('PEXPIREAT', key, top[2]) end
+end
+local function clock()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+"""
+
+# KEYS: [1] log, [2] v, [3] z, then nreg registries, then doomed keys (deleted first).
+# ARGV: [1] mode, [2] guard field or '', [3] expected last log id or '', [4] ttl ms or '',
+#       [5] inline max, [6] nreg, [7] ndoomed, then a member per registry, then n events:
+#       kind ('c', 'b', 'w'), entry id or '', value count m, the encoded event, its m
+#       values (rebuild mode: no event and no values; they are read from the log), then
+#       the view arguments of ``view_args``.
+# Modes: 'put' (a duplicate if the guard field exists), 'writes' (a duplicate if no
+# write would change a view), 'append' (copy), 'replace' (delete the thread, then
+# append: compaction), 'rebuild' (apply entries already in the log to v and z).
+# Reply: {1, id...}; {0} a duplicate; {-1, last id} the log moved on ([3]);
+# {-2, n} the thread's keys are incomplete (n of 3 exist): repair, then retry.
+THREAD_WRITE = LuaScript(
+    "thread_write",
+    _REGISTER_LUA
+    + r"""
+local LOG, V, Z = KEYS[1], KEYS[2], KEYS[3]
+local mode, guard, expected, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local inline, nreg, ndoomed = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local rebuild = mode == 'rebuild'
+local regs = {}
+for r = 1, nreg do regs[r] = ARGV[7 + r] end
+local i = 8 + nreg
+-- parse every event before anything is read or written
+local evs = {}
+while i <= #ARGV do
+  local ev = {kind = ARGV[i], id = ARGV[i + 1], m = tonumber(ARGV[i + 2])}
+  i = i + 3
+  if not rebuild then
+    ev.fields = {'e', ARGV[i]}
+    for k = 0, ev.m - 1 do
+      ev.fields[#ev.fields + 1] = tostring(k)
+      ev.fields[#ev.fields + 1] = ARGV[i + 1 + k]
+    end
+    i = i + 1 + ev.m
+  end
+  if ev.kind == 'c' then
+    ev.ens, ev.ecid, ev.cid, ev.header = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+    local nb = tonumber(ARGV[i + 4])
+    ev.specs = {}
+    for k = 1, nb do ev.specs[k] = ARGV[i + 4 + k] end
+    i = i + 5 + nb
+  elseif ev.kind == 'b' then
+    ev.ens = ARGV[i]
+    local nb = tonumber(ARGV[i + 1])
+    ev.specs = {}
+    for k = 1, nb do ev.specs[k] = ARGV[i + 1 + k] end
+    i = i + 2 + nb
+  elseif ev.kind == 'w' then
+    ev.ens, ev.ecid, ev.etask = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+    local nw = tonumber(ARGV[i + 3])
+    ev.idx, ev.special, ev.meta = {}, {}, {}
+    i = i + 4
+    for k = 1, nw do
+      ev.idx[k], ev.special[k], ev.meta[k] = ARGV[i], ARGV[i + 1] == '1', ARGV[i + 2]
+      i = i + 3
+    end
+  else
+    return redis.error_reply('ERR streamstate: unknown event kind ' .. tostring(ev.kind))
+  end
+  evs[#evs + 1] = ev
+end
+
+-- reads (they also prove key types before the first write)
+local function hmget(key, fields)
+  local out = {}
+  for s = 1, #fields, 3000 do
+    local part = redis.call('HMGET', key, unpack(fields, s, math.min(s + 2999, #fields)))
+    for y = 1, #part do out[s + y - 1] = part[y] end
+  end
+  return out
+end
+local function call_chunked(cmd, key, args)
+  for s = 1, #args, 6000 do
+    redis.call(cmd, key, unpack(args, s, math.min(s + 5999, #args)))
+  end
+end
+if mode == 'replace' or rebuild then
+  if expected ~= '' then
+    local last = redis.call('XREVRANGE', LOG, '+', '-', 'COUNT', 1)
+    local actual = (last[1] and last[1][1]) or ''
+    if actual ~= expected then return {-1, actual} end
+  end
+else
+  local present = redis.call('EXISTS', LOG, V, Z)
+  if present ~= 0 and present ~= 3 then return {-2, present} end
+end
+if not rebuild then
+  local t = redis.call('TYPE', LOG)['ok']
+  if t ~= 'none' and t ~= 'stream' then
+    return redis.error_reply('WRONGTYPE streamstate: ' .. LOG .. ' holds a ' .. t)
+  end
+end
+for _, kv in ipairs({{V, 'hash'}, {Z, 'zset'}}) do
+  local t = redis.call('TYPE', kv[1])['ok']
+  if t ~= 'none' and t ~= kv[2] and mode ~= 'replace' and not rebuild then
+    return redis.error_reply('WRONGTYPE streamstate: ' .. kv[1] .. ' holds a ' .. t ..
+      ', expected a ' .. kv[2])
+  end
+end
+
+-- the fields each event would write, and what they hold now
+local fresh = mode == 'replace' or rebuild
+local wanted, at = {}, {}
+for _, ev in ipairs(evs) do
+  ev.bfields, ev.wfields = {}, {}
+  if ev.kind == 'c' or ev.kind == 'b' then
+    for k, spec in ipairs(ev.specs) do
+      local s = spec
+      if string.byte(s, 1) == 33 then s = string.sub(s, 2) end
+      ev.bfields[k] = 'b:' .. ev.ens .. ':' .. s
+      wanted[#wanted + 1] = ev.bfields[k]
+    end
+  end
+  if ev.kind == 'w' then
+    local base = 'w:' .. ev.ens .. ':' .. ev.ecid .. ':' .. ev.etask .. ':'
+    for k, x in ipairs(ev.idx) do
+      ev.wfields[k] = base .. x
+      wanted[#wanted + 1] = ev.wfields[k]
+    end
+  end
+end
+if guard ~= '' then wanted[#wanted + 1] = guard end
+local cur = {}
+if not fresh and #wanted > 0 then
+  local got = hmget(V, wanted)
+  for k = 1, #wanted do cur[wanted[k]] = got[k] end
+end
+if guard ~= '' and cur[guard] then return {0} end
+
+local function meta_of(rec)
+  if not rec then return nil end
+  local bar = string.find(rec, '|', 1, true)
+  if string.byte(rec, 1) == 61 then
+    return string.sub(rec, bar + 2 + tonumber(string.sub(rec, 2, bar - 1)))
+  end
+  return string.sub(rec, bar + 1)
+end
+if mode == 'writes' then
+  local effective = false
+  for _, ev in ipairs(evs) do
+    for k, f in ipairs(ev.wfields) do
+      local c = cur[f]
+      if not c or (ev.special[k] and meta_of(c) ~= ev.meta[k]) then effective = true end
+    end
+  end
+  if not effective then return {0} end
+end
+
+-- writes
+if fresh then
+  if mode == 'replace' then redis.call('DEL', LOG, V, Z) else redis.call('DEL', V, Z) end
+  for d = 1, ndoomed do redis.call('DEL', KEYS[3 + nreg + d]) end
+end
+local reply = {1}
+local hset, zadd, written = {}, {}, {}
+local function ref(ev, id, k)
+  local value = ev.fields[2 + 2 * (k + 1)]
+  if value and #value <= inline then return '=' .. #value .. '|' .. value end
+  return id .. '.' .. k
+end
+for _, ev in ipairs(evs) do
+  local id = ev.id
+  if rebuild then
+    local r = redis.call('XRANGE', LOG, id, id)
+    if not r[1] then return redis.error_reply('ERR streamstate: entry ' .. id .. ' is gone') end
+    local f = r[1][2]
+    local byname = {}
+    for y = 1, #f, 2 do byname[f[y]] = f[y + 1] end
+    ev.fields = {'e', byname['e']}
+    for k = 0, ev.m - 1 do
+      ev.fields[#ev.fields + 1] = tostring(k)
+      ev.fields[#ev.fields + 1] = byname[tostring(k)]
+    end
+  else
+    id = redis.call('XADD', LOG, '*', unpack(ev.fields))
+    reply[#reply + 1] = id
+  end
+  for k, f in ipairs(ev.bfields) do
+    if not cur[f] and not written[f] then
+      written[f] = true
+      hset[#hset + 1] = f
+      if string.byte(ev.specs[k], 1) == 33 then hset[#hset + 1] = ''
+      else hset[#hset + 1] = ref(ev, id, k - 1) end
+    end
+  end
+  if ev.kind == 'c' then
+    local f = 'c:' .. ev.ens .. ':' .. ev.ecid
+    written[f] = true
+    hset[#hset + 1] = f
+    hset[#hset + 1] = id .. '|' .. ev.header
+    zadd[#zadd + 1] = 0
+    zadd[#zadd + 1] = 'c:' .. ev.ens .. ':' .. ev.cid
+  elseif ev.kind == 'w' then
+    for k, f in ipairs(ev.wfields) do
+      if ev.special[k] or (not cur[f] and not written[f]) then
+        written[f] = true
+        hset[#hset + 1] = f
+        hset[#hset + 1] = ref(ev, id, k - 1) .. '|' .. ev.meta[k]
+        zadd[#zadd + 1] = 0
+        zadd[#zadd + 1] = f
+      end
+    end
+  end
+end
+if #hset > 0 then call_chunked('HSET', V, hset) end
+if #zadd > 0 then call_chunked('ZADD', Z, zadd) end
+
+if rebuild then
+  local pttl = redis.call('PTTL', LOG)
+  if pttl > 0 then
+    redis.call('PEXPIRE', V, pttl)
+    redis.call('PEXPIRE', Z, pttl)
+  end
+elseif ttl ~= '' then
+  redis.call('PEXPIRE', LOG, ttl)
+  redis.call('PEXPIRE', V, ttl)
+  redis.call('PEXPIRE', Z, ttl)
+end
+if nreg > 0 then
+  local now = clock()
+  local want, expiry = now, 'inf'
+  if ttl ~= '' then
+    want = now + tonumber(ttl)
+    expiry = now + math.floor(tonumber(ttl) * 3 / 2)
+  elseif rebuild then
+    local pttl = redis.call('PTTL', LOG)
+    if pttl > 0 then want = now + pttl; expiry = now + math.floor(pttl * 3 / 2) end
+  end
+  for r = 1, nreg do register(KEYS[3 + r], regs[r], now, want, expiry) end
+end
+return reply
+""",
+)
+
+# KEYS: one registry. ARGV: [1] member, [2] ttl ms or ''. On a cluster a registry lives
+# on another slot than the thread, so it is written by this script of its own.
+REGISTER = LuaScript(
+    "register",
+    _REGISTER_LUA
+    + r"""
+local now = clock()
+if ARGV[2] == '' then register(KEYS[1], ARGV[1], now, now, 'inf')
+else
+  local ttl = tonumber(ARGV[2])
+  register(KEYS[1], ARGV[1], now, now + ttl, now + math.floor(ttl * 3 / 2))
+end
+return 1
+""",
+)
+
+# KEYS: one registry. Drops members whose thread expired; replies with the rest's count.
+PRUNE_REGISTRY = LuaScript(
+    "prune_registry",
+    _REGISTER_LUA
+    + r"""
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. clock())
+return redis.call('ZCARD', KEYS[1])
+""",
+)
+
+# KEYS: log, v, z, then layout 1's keys, then registries. ARGV: [1] nlegacy, then the
+# member of each registry. Deletes the thread and unregisters it; replies how many of
+# its keys existed.
+THREAD_DELETE = LuaScript(
+    "thread_delete",
+    _REGISTER_LUA
+    + r"""
+local nlegacy = tonumber(ARGV[1])
+local removed = 0
+for k = 1, 3 + nlegacy do removed = removed + redis.call('DEL', KEYS[k]) end
+for r = 4 + nlegacy, #KEYS do
+  local key = KEYS[r]
+  redis.call('ZREM', key, ARGV[r - 2 - nlegacy])
+  local top = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  if top[2] ~= nil and top[2] ~= 'inf' then redis.call('PEXPIREAT', key, top[2]) end
+end
+return removed
+""",
+)
+
+
+# -- the read scripts ---------------------------------------------------------------------
+
+# Shared Lua of the reads. esc() escapes exactly as Python's quote(safe="-_.~");
+# deref() returns an inline value ("=<length>|<value>...") or follows "<id>.<field>"
+# into the log, reading each entry once per call; -1 when that entry is gone.
+_READ_LUA = r"""
+local LOG, V, Z = KEYS[1], KEYS[2], KEYS[3]
 local function esc(s)
   return (string.gsub(s, "[^%w%-_%.~]", function(c)
     return string.format("%%%02X", string.byte(c))
   end))
 end
-local function hmget(key, fields)
+local function hmget(fields)
   local out = {}
-  for i = 1, #fields, 5000 do
-    local part = redis.call('HMGET', key, unpack(fields, i, math.min(i + 4999, #fields)))
+  for i = 1, #fields, 3000 do
+    local part = redis.call('HMGET', V, unpack(fields, i, math.min(i + 2999, #fields)))
     for j = 1, #part do out[#out + 1] = part[j] end
   end
   return out
+end
+-- a reply saying the thread's keys are incomplete (evicted or deleted apart), or nil
+local function damaged()
+  local present = redis.call('EXISTS', LOG, V, Z)
+  if present ~= 0 and present ~= 3 then return {-2, present} end
+  return nil
 end
 local entries = {}
 local function entry(eid)
   local e = entries[eid]
   if e == nil then
     e = {}
-    local r = redis.call('XRANGE', KEYS[7], eid, eid)
+    local r = redis.call('XRANGE', LOG, eid, eid)
     if r[1] then
       local f = r[1][2]
       for i = 1, #f, 2 do e[f[i]] = f[i + 1] end
@@ -245,59 +609,64 @@ local function deref(v)
   local p = string.find(v, '|', 1, true)
   local ref = p and string.sub(v, 1, p - 1) or v
   local dot = string.find(ref, '.', 1, true)
-  return entry(string.sub(ref, 1, dot - 1))[string.sub(ref, dot + 1)] or false
+  return entry(string.sub(ref, 1, dot - 1))[string.sub(ref, dot + 1)] or -1
 end
 local function header(rec)
   local p = string.find(rec, '|', 1, true)
-  return cmsgpack.unpack(string.sub(rec, p + 1))
+  return cmsgpack.unpack(string.sub(rec, p + 1)), string.sub(rec, 1, p - 1)
 end
-local function writes_of(f)
-  local wf = redis.call('ZRANGEBYLEX', KEYS[5], '[' .. f .. ':', '(' .. f .. ';')
+local function writes_of(ens, ecid)
+  local p = 'w:' .. ens .. ':' .. ecid
+  local wf = redis.call('ZRANGEBYLEX', Z, '[' .. p .. ':', '(' .. p .. ';')
   if #wf == 0 then return {}, {}, {} end
-  local wv = hmget(KEYS[6], wf)
+  local wv = hmget(wf)
   local wp = {}
   for i = 1, #wv do wp[i] = deref(wv[i]) end
   return wf, wv, wp
 end
-local function tuple_of(f, rec)
-  local r = header(rec)
+local function tuple_of(ens, ecid, rec)
+  local h, id = header(rec)
   local blobs = {}
-  if #r[2] > 0 then
-    local refs = hmget(KEYS[4], r[2])
-    for i = 1, #refs do blobs[i] = deref(refs[i]) end
+  if #h[2] > 0 then
+    local fields = {}
+    for i, spec in ipairs(h[2]) do fields[i] = 'b:' .. ens .. ':' .. spec end
+    local refs = hmget(fields)
+    for i = 1, #fields do blobs[i] = deref(refs[i]) end
   end
-  local wf, wv, wp = writes_of(f)
-  return {f, rec, deref(rec), blobs, wf, wv, wp}
+  local wf, wv, wp = writes_of(ens, ecid)
+  return {ens .. ':' .. ecid, rec, entry(id)['e'] or false, blobs, wf, wv, wp}
 end
 """
 
-# KEYS: cps idx latest blobs wz writes log. ARGV: [1] escaped ns, [2] raw checkpoint id or ''.
-# Reply: nil, or {field, record, event head, blob values, write fields, write records,
-# write values}.
+# KEYS: log v z. ARGV: [1] escaped ns, [2] raw checkpoint id or ''.
+# Reply: nil; {-2, n} (incomplete thread); or {field, record, event head, blob values,
+# write fields, write records, write values}.
 GET_TUPLE = LuaScript(
     "get_tuple",
-    _LUA_HELPERS
+    _READ_LUA
     + r"""
 local ens, cid = ARGV[1], ARGV[2]
 if cid == '' then
-  cid = redis.call('HGET', KEYS[3], ens)
-  if not cid then return nil end
+  local m = redis.call('ZREVRANGEBYLEX', Z, '(c:' .. ens .. ';', '[c:' .. ens .. ':',
+    'LIMIT', 0, 1)
+  if not m[1] then return damaged() end
+  cid = string.sub(m[1], #ens + 4)
 end
-local f = ens .. ':' .. esc(cid)
-local rec = redis.call('HGET', KEYS[1], f)
-if not rec then return nil end
-return tuple_of(f, rec)
+local ecid = esc(cid)
+local rec = redis.call('HGET', V, 'c:' .. ens .. ':' .. ecid)
+if not rec then return damaged() end
+return tuple_of(ens, ecid, rec)
 """,
 )
 
-# KEYS: as GET_TUPLE. ARGV: [1] escaped ns or '' for every namespace, [2] '1' if [1] is
+# KEYS: log v z. ARGV: [1] escaped ns or '' for every namespace, [2] '1' if [1] is
 # given, [3] raw "before" checkpoint id or '', [4] raw exact checkpoint id or '',
 # [5] page size, [6] scan budget, [7] resume-after member or '', then filter pairs
-# (key, canonical value). Walks ``idx`` newest first and returns matching tuples.
-# Reply: {next cursor member or '', {tuple...}}.
+# (key, canonical value). Walks ``z`` newest first and returns matching tuples.
+# Reply: {next cursor member or '', {tuple...}}, or {-2, n} (incomplete thread).
 LIST_PAGE = LuaScript(
     "list_page",
-    _LUA_HELPERS
+    _READ_LUA
     + r"""
 local ens, one_ns = ARGV[1], ARGV[2] == '1'
 local before, exact = ARGV[3], ARGV[4]
@@ -305,32 +674,38 @@ local want, budget, cursor = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
 local filters = {}
 for i = 8, #ARGV, 2 do filters[#filters + 1] = {ARGV[i], ARGV[i + 1]} end
 
-local hi, lo = '+', '-'
-if one_ns then hi, lo = '(' .. ens .. ';', '[' .. ens .. ':' end
+local hi, lo = '(c;', '[c:'
+if one_ns then hi, lo = '(c:' .. ens .. ';', '[c:' .. ens .. ':' end
 if exact ~= '' then
   if not one_ns then return redis.error_reply('ERR exact checkpoint needs a namespace') end
-  hi, lo = '[' .. ens .. ':' .. exact, '[' .. ens .. ':' .. exact
+  hi, lo = '[c:' .. ens .. ':' .. exact, '[c:' .. ens .. ':' .. exact
 elseif one_ns and before ~= '' then
-  hi = '(' .. ens .. ':' .. before
+  hi = '(c:' .. ens .. ':' .. before
 end
 if cursor ~= '' then hi = '(' .. cursor end
 
 local found, scanned, last = {}, 0, ''
 while #found < want and scanned < budget do
   local chunk = math.min(200, budget - scanned)
-  local members = redis.call('ZREVRANGEBYLEX', KEYS[2], hi, lo, 'LIMIT', 0, chunk)
-  if #members == 0 then return {'', found} end
+  local members = redis.call('ZREVRANGEBYLEX', Z, hi, lo, 'LIMIT', 0, chunk)
+  if #members == 0 then
+    if cursor == '' and scanned == 0 then
+      local d = damaged()
+      if d then return d end
+    end
+    return {'', found}
+  end
   for _, m in ipairs(members) do
     scanned = scanned + 1
     last = m
-    local sep = string.find(m, ':', 1, true)
-    local raw = m:sub(sep + 1)
-    local f = m:sub(1, sep) .. esc(raw)
+    local sep = string.find(m, ':', 3, true)
+    local mens, raw = string.sub(m, 3, sep - 1), string.sub(m, sep + 1)
+    local ecid = esc(raw)
     local ok = true
     if (not one_ns) and before ~= '' then ok = raw < before end
     local rec = nil
     if ok then
-      rec = redis.call('HGET', KEYS[1], f)
+      rec = redis.call('HGET', V, 'c:' .. mens .. ':' .. ecid)
       ok = rec ~= nil and rec ~= false
     end
     if ok and #filters > 0 then
@@ -343,7 +718,7 @@ while #found < want and scanned < budget do
       end
     end
     if ok then
-      found[#found + 1] = tuple_of(f, rec)
+      found[#found + 1] = tuple_of(mens, ecid, rec)
       if #found >= want then return {m, found} end
     end
   end
@@ -354,37 +729,35 @@ return {last, found}
 """,
 )
 
-# KEYS: as GET_TUPLE. ARGV: [1] escaped ns, [2] raw checkpoint id, [3] max ancestors,
-# then escaped channel names. Walks the parent chain of the target (exclusive),
-# collecting each ancestor's writes, until every channel has a seed (a stored blob).
+# KEYS: log v z. ARGV: [1] escaped ns, [2] raw checkpoint id, [3] max ancestors, then
+# escaped channel names. Walks the parent chain of the target (exclusive), collecting
+# each ancestor's writes, until every channel has a seed (a stored value).
 # Reply: {found target (0/1), {{cid, write fields, write records, write values}...},
-#         {channel, blob, step number (1-based)}...}.
+#         {channel, blob, step number (1-based)}...}, or {-2, n} (incomplete thread).
 DELTA_HISTORY = LuaScript(
     "delta_history",
-    _LUA_HELPERS
+    _READ_LUA
     + r"""
 local ens, cid, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local remaining, left = {}, 0
 for i = 4, #ARGV do remaining[ARGV[i]] = true; left = left + 1 end
-local rec = redis.call('HGET', KEYS[1], ens .. ':' .. esc(cid))
-if not rec then return {0, {}, {}} end
+local rec = redis.call('HGET', V, 'c:' .. ens .. ':' .. esc(cid))
+if not rec then return damaged() or {0, {}, {}} end
 local parent = header(rec)[3]
 local steps, seeds = {}, {}
 local n = 0
 while parent ~= '' and left > 0 and n < limit do
   n = n + 1
-  local f = ens .. ':' .. esc(parent)
-  rec = redis.call('HGET', KEYS[1], f)
+  local ecid = esc(parent)
+  rec = redis.call('HGET', V, 'c:' .. ens .. ':' .. ecid)
   if not rec then break end
-  local r = header(rec)
-  local wf, wv, wp = writes_of(f)
+  local h = header(rec)
+  local wf, wv, wp = writes_of(ens, ecid)
   steps[#steps + 1] = {parent, wf, wv, wp}
-  for _, bf in ipairs(r[2]) do
-    local p1 = string.find(bf, ':', 1, true)
-    local p2 = string.find(bf, ':', p1 + 1, true)
-    local ch = bf:sub(p1 + 1, p2 - 1)
+  for _, spec in ipairs(h[2]) do
+    local ch = string.sub(spec, 1, string.find(spec, ':', 1, true) - 1)
     if remaining[ch] then
-      local blob = redis.call('HGET', KEYS[4], bf)
+      local blob = redis.call('HGET', V, 'b:' .. ens .. ':' .. spec)
       if blob and blob ~= '' then
         seeds[#seeds + 1] = ch
         seeds[#seeds + 1] = deref(blob)
@@ -394,8 +767,71 @@ while parent ~= '' and left > 0 and n < limit do
       end
     end
   end
-  parent = r[3]
+  parent = h[3]
 end
 return {1, steps, seeds}
 """,
 )
+
+
+# -- planning the write script ------------------------------------------------------------
+
+Registry = tuple[str, str]
+"""A registry key and the member this thread has in it."""
+
+
+def plan_write(
+    codec: Codec,
+    keys: SessionKeys,
+    mode: str,
+    events: Sequence[Event],
+    *,
+    ids: Sequence[str] | None = None,
+    guard: str = "",
+    expected: str = "",
+    ttl: float | None = None,
+    registries: Sequence[Registry] = (),
+    doomed: Sequence[str] = (),
+    cluster: bool = False,
+) -> ScriptCall:
+    """A call of :data:`THREAD_WRITE` (see its comment for the modes).
+
+    ``ids`` are the events' entry ids in ``rebuild`` mode (the script reads their values
+    from the log); otherwise each event is sent with its stored fields. On a cluster the
+    registries live on other slots: they become :data:`REGISTER` calls run before the
+    script (and skipped while a previous run still holds).
+    """
+    regs = [] if cluster else list(registries)
+    ttl_arg = "" if ttl is None else ttl_ms(ttl)
+    args: list[Any] = [mode, guard, expected, ttl_arg, INLINE_MAX, len(regs), len(doomed)]
+    args += [member for _key, member in regs]
+    for n, event in enumerate(events):
+        kind, rest = view_args(event)
+        if ids is not None:
+            args += [kind, ids[n], value_count(event)]
+        else:
+            fields = encode_entry(codec, event)
+            args += [kind, "", len(fields) - 1, *fields]
+        args += rest
+    call_keys = [*thread_keys(keys), *(key for key, _m in regs), *doomed]
+    before: tuple[ScriptCall, ...] = ()
+    if cluster and registries:
+        # valid for half the TTL: the script refreshes an expiry ending within the TTL
+        valid = None if ttl is None else ttl / 2
+        before = tuple(
+            ScriptCall(REGISTER, [key], [member, ttl_arg], valid_for=valid)
+            for key, member in registries
+        )
+    idempotent = mode in ("put", "writes", "rebuild") or bool(expected)
+    return ScriptCall(THREAD_WRITE, call_keys, args, idempotent=idempotent, before=before)
+
+
+def plan_delete(
+    keys: SessionKeys, registries: Sequence[Registry], *, cluster: bool = False
+) -> ScriptCall:
+    """Delete the thread (both layouts' keys) and take it out of its registries."""
+    regs = [] if cluster else list(registries)
+    call_keys = [*thread_keys(keys), *legacy_keys(keys), *(key for key, _m in regs)]
+    return ScriptCall(
+        THREAD_DELETE, call_keys, [len(LEGACY_VIEWS), *(member for _key, member in regs)]
+    )

@@ -14,10 +14,12 @@ from langgraph.checkpoint.base import BaseCheckpointSaver, empty_checkpoint
 from langgraph.types import Command
 
 from streamstate import ValkeySaver
+from streamstate.adapters._checkpoints import Thread
 from streamstate.errors import BackendUnavailable, ScriptError
+from streamstate.eventlog._drive import complete
 from streamstate.eventlog.keys import Keyspace
 from streamstate.eventlog.valkey import RetryPolicy
-from streamstate.projections.checkpoints import INLINE_MAX
+from streamstate.projections.checkpoints import INLINE_MAX, thread_keys
 from tests.adapters.test_saver_graphs import build_graph
 
 
@@ -91,7 +93,7 @@ def test_unchanged_channel_is_stored_once(valkey_url: str) -> None:
     thread = f"dedup-{uuid.uuid4().hex[:6]}"
     configs = _put_chain(saver, thread, 10)
     keys = saver.log.keyspace.session(("t", thread))
-    fields = [f.decode() for f in saver.client.hkeys(keys.view("blobs"))]
+    fields = [f.decode() for f in saver.client.hkeys(keys.view("v")) if f.startswith(b"b:")]
     assert sum(":big:" in f for f in fields) == 1
     assert sum(":counter:" in f for f in fields) == 10
     for i, config in enumerate(configs):
@@ -119,7 +121,7 @@ def test_ttl_covers_all_keys_and_refreshes(valkey_url: str) -> None:
     saver.put_writes(config, [("a", 1)], "t")
     keys = saver.log.keyspace.session(("t", thread))
     existing = [k for k in client.keys(f"ss:{{{keys.tag}}}:*")]
-    assert len(existing) >= 6
+    assert sorted(existing) == sorted(k.encode() for k in thread_keys(keys))
     for key in existing:
         assert 0 < client.pttl(key) <= 1500, key
     time.sleep(1.0)
@@ -135,7 +137,7 @@ def test_server_errors_are_raised_not_reported_as_missing(valkey_url: str) -> No
     saver = ValkeySaver(client)
     thread = f"err-{uuid.uuid4().hex[:6]}"
     keys = saver.log.keyspace.session(("t", thread))
-    client.set(keys.view("latest"), "not a hash")
+    client.set(keys.view("z"), "not a sorted set")
     with pytest.raises(ScriptError, match="WRONGTYPE"):
         saver.get_tuple(_cfg(thread))
 
@@ -145,18 +147,19 @@ def test_server_errors_are_raised_not_reported_as_missing(valkey_url: str) -> No
         ValkeySaver(down, retry=quick).get_tuple(_cfg("x"))
 
 
-@pytest.mark.parametrize("view", ["cps", "idx", "latest", "blobs", "wz", "writes", "idem"])
+@pytest.mark.parametrize("view", ["log", "v", "z"])
 def test_a_clobbered_key_fails_the_write_before_anything_is_written(
     valkey_url: str, view: str
 ) -> None:
-    """Whatever key a foreign writer broke, put and put_writes refuse before the append:
-    some keys are proven by a read the script makes first, the rest by a TYPE check."""
+    """Whatever key of a thread a foreign writer broke, put and put_writes refuse before
+    anything is written."""
     client = valkey.Valkey.from_url(valkey_url)
     saver = ValkeySaver(client)
     thread = f"clob-{view}-{uuid.uuid4().hex[:6]}"
     first = _put_chain(saver, thread, 2)[-1]
     keys = saver.log.keyspace.session(("t", thread))
-    key = keys.idem if view == "idem" else keys.view(view)
+    key = keys.log if view == "log" else keys.view(view)
+    entries = client.xrange(keys.log)
     client.delete(key)
     client.set(key, "not ours")
     cp = empty_checkpoint()
@@ -164,15 +167,13 @@ def test_a_clobbered_key_fails_the_write_before_anything_is_written(
     cp["channel_versions"] = {"counter": saver.get_next_version(None, None)}
     put = lambda: saver.put(first, cp, {"step": 99}, dict(cp["channel_versions"]))  # noqa: E731
     writes = lambda: saver.put_writes(first, [("a", 1)], f"task-{uuid.uuid4().hex[:6]}")  # noqa: E731
-    for call, touches in ((put, {"cps", "idx", "latest", "blobs"}), (writes, {"wz", "writes"})):
-        length = client.xlen(keys.log)
-        if view in touches:
-            with pytest.raises(ScriptError, match="WRONGTYPE"):
-                call()
-            assert client.xlen(keys.log) == length
-        else:
+    views = {k: client.dump(k) for k in (keys.view("v"), keys.view("z")) if k != key}
+    for call in (put, writes):
+        with pytest.raises(ScriptError, match="WRONGTYPE"):
             call()
-            assert client.xlen(keys.log) == length + 1
+        if view != "log":
+            assert client.xrange(keys.log) == entries
+        assert {k: client.dump(k) for k in views} == views
     assert client.get(key) == b"not ours"
 
 
@@ -207,11 +208,10 @@ def test_rebuilt_views_equal_live_views(valkey_url: str) -> None:
     session = ("t", thread)
     live_keys = saver.log.keyspace.session(session)
     shadow = Keyspace("ss-verify")
-    replayed = saver.log.rebuild(session, target=shadow)
+    replayed = complete(saver._core.rebuild_flow(Thread(thread), shadow), saver.log.run)
     assert replayed == client.xlen(live_keys.log)
-    view = saver.log.projections[0]
-    live = saver.log.snapshot(view.view_keys(live_keys))
-    rebuilt = saver.log.snapshot(view.view_keys(shadow.session(session)))
+    live = saver.log.snapshot(thread_keys(live_keys)[1:])
+    rebuilt = saver.log.snapshot(thread_keys(shadow.session(session))[1:])
     assert list(live.values()) == list(rebuilt.values())
     assert all(kind != "none" for kind, _ in live.values())
 
@@ -237,11 +237,11 @@ def test_prune_and_delete_for_runs_keep_the_log_replayable(valkey_url: str) -> N
     session = ("t", thread)
     assert client.xlen(saver.log.keyspace.session(session).log) == 2
     shadow = Keyspace("ss-verify")
-    saver.log.rebuild(session, target=shadow)
-    view = saver.log.projections[0]
-    assert list(
-        saver.log.snapshot(view.view_keys(saver.log.keyspace.session(session))).values()
-    ) == list(saver.log.snapshot(view.view_keys(shadow.session(session))).values())
+    complete(saver._core.rebuild_flow(Thread(thread), shadow), saver.log.run)
+    live_keys = thread_keys(saver.log.keyspace.session(session))[1:]
+    assert list(saver.log.snapshot(live_keys).values()) == list(
+        saver.log.snapshot(thread_keys(shadow.session(session))[1:]).values()
+    )
 
 
 def test_views_point_into_the_log_for_large_values_and_inline_small_ones(
@@ -263,8 +263,9 @@ def test_views_point_into_the_log_for_large_values_and_inline_small_ones(
     stored = {  # (entry id, field) -> the value's bytes in the log
         (cp_entry[0].decode(), k.decode()): val for k, val in cp_entry[1].items()
     } | {(writes_entry[0].decode(), k.decode()): val for k, val in writes_entry[1].items()}
-    refs = list(client.hgetall(keys.view("blobs")).values())
-    refs += [v[: v.rindex(b"|")] for v in client.hgetall(keys.view("writes")).values()]
+    view = client.hgetall(keys.view("v"))
+    refs = [v for f, v in view.items() if f.startswith(b"b:")]
+    refs += [v[: v.rindex(b"|")] for f, v in view.items() if f.startswith(b"w:")]
     pointers = [r for r in refs if not r.startswith(b"=")]
     inline = [r for r in refs if r.startswith(b"=")]
     assert len(pointers) == 2 and len(inline) == 2, refs  # "big" twice, "small" twice

@@ -17,10 +17,13 @@ from typing import Any
 
 import valkey
 
+from streamstate.adapters._checkpoints import Thread
 from streamstate.adapters.valkey_saver import ValkeySaver
+from streamstate.eventlog._drive import complete
 from streamstate.eventlog.events import CheckpointPut, WritesPut
 from streamstate.eventlog.keys import Keyspace
 from streamstate.eventlog.valkey import ValkeyEventLog
+from streamstate.projections.checkpoints import thread_keys
 
 REPO = Path(__file__).resolve().parents[2]
 VERIFY = Keyspace("ss-verify")
@@ -205,12 +208,19 @@ def assert_views_equal_logs(
     replayed = 0
     for session in sessions:
         log = logs[session[0]]
-        view = log.projections[0]
         live_keys = log.keyspace.session(session)
-        n = log.rebuild(session, target=VERIFY)
+        if session[0] == "t":
+            thread = Thread.from_session(session)
+            assert thread is not None
+            n = complete(saver._core.rebuild_flow(thread, VERIFY), log.run)
+            keys, shadow = thread_keys(live_keys)[1:], thread_keys(VERIFY.session(session))[1:]
+        else:
+            view = log.projections[0]
+            n = log.rebuild(session, target=VERIFY)
+            keys, shadow = view.view_keys(live_keys), view.view_keys(VERIFY.session(session))
         assert n == client.xlen(live_keys.log), session
-        live = log.snapshot(view.view_keys(live_keys))
-        rebuilt = log.snapshot(view.view_keys(VERIFY.session(session)))
+        live = log.snapshot(keys)
+        rebuilt = log.snapshot(shadow)
         assert list(live.values()) == list(rebuilt.values()), f"views of {session} != log"
         replayed += n
     return replayed

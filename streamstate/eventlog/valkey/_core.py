@@ -40,9 +40,11 @@ class ScriptCall:
     keys: list[str]
     args: list[Any] = field(default_factory=list)
     idempotent: bool = True
-    before: tuple[Command, ...] = ()
-    """Idempotent commands on other hash slots to run first (Valkey Cluster only): a
+    before: tuple[Command | ScriptCall, ...] = ()
+    """Idempotent calls on other hash slots to run first (Valkey Cluster only): a
     script may only touch its session's slot, so registry updates leave the script."""
+    valid_for: float | None = None
+    """As a ``before`` call: seconds its effect lasts once it ran (``None``: for good)."""
 
 
 Call = Command | ScriptCall

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 import time
 from collections.abc import Iterator
@@ -102,30 +103,40 @@ def is_cluster(client: Any) -> bool:
 
 
 class _SentOnce:
-    """Remembers side commands already applied (registry adds are idempotent and
-    permanent), so a cluster put costs one round trip after a thread's first."""
+    """Remembers side calls already applied (registry adds are idempotent and last for
+    good, or for their ``valid_for``), so a cluster put costs one round trip after a
+    thread's first."""
 
     limit = 100_000
 
     def __init__(self) -> None:
-        self.seen: set[tuple[Any, ...]] = set()
+        self.seen: dict[tuple[Any, ...], float] = {}
 
-    def pending(self, call: Call) -> list[Command]:
+    @staticmethod
+    def _key(call: Call) -> tuple[Any, ...]:
+        if isinstance(call, Command):
+            return call.args
+        return (call.script.sha, *call.keys, *call.args)
+
+    def pending(self, call: Call) -> list[Call]:
         if not isinstance(call, ScriptCall) or not call.before:
             return []
-        return [c for c in call.before if c.args not in self.seen]
+        now = time.monotonic()
+        return [c for c in call.before if self.seen.get(self._key(c), 0.0) <= now]
 
-    def done(self, command: Command) -> None:
+    def done(self, call: Call) -> None:
         if len(self.seen) >= self.limit:
             self.seen.clear()
-        self.seen.add(command.args)
+        valid = call.valid_for if isinstance(call, ScriptCall) else None
+        self.seen[self._key(call)] = math.inf if valid is None else time.monotonic() + valid
 
     def settled(self, command: Command) -> None:
         """A deleted key loses its remembered adds: a run registry deleted by
         ``delete_for_runs`` must be written again by the next put of that run."""
         if self.seen and command.args and str(command.args[0]).upper() in ("DEL", "UNLINK"):
             gone = set(command.args[1:])
-            self.seen = {args for args in self.seen if args[1] not in gone}
+            # a side call's key[1] is the key it writes (command or script)
+            self.seen = {key: until for key, until in self.seen.items() if key[1] not in gone}
 
 
 def capped_block_ms(client: Any, block_ms: int) -> int:
