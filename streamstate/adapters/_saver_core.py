@@ -68,13 +68,22 @@ DELTA_MAX_STEPS = 10_000
 class SaverCore:
     """Everything a saver does that is not I/O. Shared by every Valkey saver class."""
 
-    def __init__(self, log: _LogConfig, codec: Codec, *, ttl: float | None, actors: bool):
+    def __init__(
+        self,
+        log: _LogConfig,
+        codec: Codec,
+        *,
+        ttl: float | None,
+        actors: bool,
+        refresh_on_read: bool = False,
+    ):
         if ttl is not None and ttl <= 0:
             raise ConfigError(f"ttl must be a positive number of seconds, got {ttl!r}")
         self.log = log
         self.codec = codec
         self.ttl = ttl
         self.actors = actors
+        self.refresh_on_read = refresh_on_read and ttl is not None
 
     @property
     def keyspace(self) -> Keyspace:
@@ -228,12 +237,28 @@ class SaverCore:
         """The thread's log, views hash and index (KEYS of every thread script)."""
         return thread_keys(self.keys(thread))
 
+    def plan_read(self, thread: Thread, script: Any, args: list[Any]) -> logcore.ScriptCall:
+        """A read script call; with ``refresh_on_read`` it also extends the thread's TTL
+        (and its registries'), in the same call."""
+        if not self.refresh_on_read:
+            return logcore.ScriptCall(script, self.view_keys(thread), [*args, ""])
+        assert self.ttl is not None
+        ms = logcore.ttl_ms(self.ttl)
+        regs = self.registries(thread)
+        if not self.log.cluster:
+            keys = [*self.view_keys(thread), *(k for k, _m in regs)]
+            return logcore.ScriptCall(script, keys, [*args, ms, *(m for _k, m in regs)])
+        before = tuple(
+            logcore.ScriptCall(views.REGISTER, [k], [m, ms], valid_for=self.ttl / 2)
+            for k, m in regs
+        )
+        return logcore.ScriptCall(script, self.view_keys(thread), [*args, ms], before=before)
+
     def plan_get_tuple(self, config: RunnableConfig) -> tuple[Thread, str, logcore.ScriptCall]:
         thread = self.thread(config)
         ns = ns_of(config)
         cid = get_checkpoint_id(config) or ""
-        call = logcore.ScriptCall(GET_TUPLE, self.view_keys(thread), [escape(ns), cid])
-        return thread, ns, call
+        return thread, ns, self.plan_read(thread, GET_TUPLE, [escape(ns), cid])
 
     def read_tuple(
         self, thread: Thread, raw: Any, serde: SerializerProtocol
@@ -346,10 +371,11 @@ class SaverCore:
                     page,
                     LIST_SCAN_BUDGET,
                     cursor,
+                    len(filter_args) // 2,
                     *filter_args,
                 ]
                 reply = yield from self.run_repairing(
-                    thread, logcore.ScriptCall(LIST_PAGE, self.view_keys(thread), args)
+                    thread, self.plan_read(thread, LIST_PAGE, args)
                 )
                 cursor, raws = text(reply[0]), reply[1]
                 tuples = [self.read_tuple(thread, raw, serde) for raw in raws]
@@ -380,7 +406,7 @@ class SaverCore:
         cursor = 0
         while True:
             cursor, members = yield from _scan_page(("ZSCAN", registry, cursor, "COUNT", 1000))
-            tags.update(text(m) for m in members[::2])
+            tags.update(_member(m) for m in members)
             if cursor == 0:
                 break
         # threads written by layout 1 are in the session set until they are migrated
@@ -437,7 +463,7 @@ class SaverCore:
         keys = self.view_keys(thread)
         if not cid:
             tup_raw = yield from self.run_repairing(
-                thread, logcore.ScriptCall(GET_TUPLE, keys, [escape(ns), ""])
+                thread, logcore.ScriptCall(GET_TUPLE, keys, [escape(ns), "", ""])
             )
             if not tup_raw:
                 return {ch: {"writes": []} for ch in channels}
@@ -500,7 +526,7 @@ class SaverCore:
         rows: list[Any] = []
         cursor = ""
         while True:
-            args = ["", "0", "", "", 500, 100_000, cursor]
+            args = ["", "0", "", "", 500, 100_000, cursor, 0, ""]
             reply = yield from self.run_repairing(
                 thread, logcore.ScriptCall(LIST_PAGE, self.view_keys(thread), args)
             )
@@ -636,6 +662,11 @@ def _newest_per_ns(rows: Sequence[tuple[str, str, str]]) -> set[tuple[str, str]]
         if cid > newest.get(ns, ""):
             newest[ns] = cid
     return set(newest.items())
+
+
+def _member(item: Any) -> str:
+    """A ZSCAN member, whether the client paired it with its score or not."""
+    return text(item[0] if isinstance(item, (tuple, list)) else item)
 
 
 def _scan_page(args: tuple[Any, ...]) -> Flow[tuple[int, list[Any]]]:

@@ -52,6 +52,7 @@ class _SaverBase(BaseCheckpointSaver[str]):
         codec: Codec | None = None,
         retry: RetryPolicy | None = None,
         max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD,
+        refresh_on_read: bool = False,
     ) -> None:
         super().__init__(serde=serde)
         codec = codec or Codec()
@@ -63,7 +64,9 @@ class _SaverBase(BaseCheckpointSaver[str]):
             keyspace=Keyspace(prefix),
             codec=codec,
         )
-        self._core = core.SaverCore(self.log, codec, ttl=ttl, actors=self.actors)
+        self._core = core.SaverCore(
+            self.log, codec, ttl=ttl, actors=self.actors, refresh_on_read=refresh_on_read
+        )
 
     @property
     def ttl(self) -> float | None:
@@ -86,6 +89,8 @@ class ValkeySaver(_SaverBase):
         retry: Retry budget for connection errors.
         max_payload_bytes: Refuse a checkpoint or write larger than this many bytes
             (``PayloadTooLarge``) before sending it; ``None`` for no limit.
+        refresh_on_read: With ``ttl``, reading a thread (``get_tuple``, ``list``) also
+            restarts its TTL, in the same round trip; without it only writes do.
     """
 
     log_class = ValkeyEventLog

@@ -565,8 +565,22 @@ return removed
 # Shared Lua of the reads. esc() escapes exactly as Python's quote(safe="-_.~");
 # deref() returns an inline value ("=<length>|<value>...") or follows "<id>.<field>"
 # into the log, reading each entry once per call; -1 when that entry is gone.
-_READ_LUA = r"""
+_READ_LUA = (
+    _REGISTER_LUA
+    + r"""
 local LOG, V, Z = KEYS[1], KEYS[2], KEYS[3]
+-- refresh_on_read: ARGV[at] is the TTL in ms ('' none); the thread's registries are
+-- KEYS[4..] with their members in ARGV[at + 1..]. Only a thread that exists is touched.
+local function refresh(at)
+  local ttl = ARGV[at]
+  if ttl == '' or redis.call('EXISTS', LOG) == 0 then return end
+  for _, k in ipairs({LOG, V, Z}) do redis.call('PEXPIRE', k, ttl) end
+  local now = clock()
+  local t = tonumber(ttl)
+  for r = 4, #KEYS do
+    register(KEYS[r], ARGV[at + r - 3], now, now + t, now + math.floor(t * 3 / 2))
+  end
+end
 local function esc(s)
   return (string.gsub(s, "[^%w%-_%.~]", function(c)
     return string.format("%%%02X", string.byte(c))
@@ -580,7 +594,8 @@ local function hmget(fields)
   end
   return out
 end
--- a reply saying the thread's keys are incomplete (evicted or deleted apart), or nil
+-- a reply saying the thread's keys are incomplete (evicted or deleted apart, or still in
+-- layout 1), or nil; every read checks first, so no read returns a partial answer
 local function damaged()
   local present = redis.call('EXISTS', LOG, V, Z)
   if present ~= 0 and present ~= 3 then return {-2, present} end
@@ -637,8 +652,10 @@ local function tuple_of(ens, ecid, rec)
   return {ens .. ':' .. ecid, rec, entry(id)['e'] or false, blobs, wf, wv, wp}
 end
 """
+)
 
-# KEYS: log v z. ARGV: [1] escaped ns, [2] raw checkpoint id or ''.
+# KEYS: log v z, then registries. ARGV: [1] escaped ns, [2] raw checkpoint id or '',
+# [3] refresh-on-read TTL in ms or '', then a member per registry.
 # Reply: nil; {-2, n} (incomplete thread); or {field, record, event head, blob values,
 # write fields, write records, write values}.
 GET_TUPLE = LuaScript(
@@ -646,23 +663,27 @@ GET_TUPLE = LuaScript(
     _READ_LUA
     + r"""
 local ens, cid = ARGV[1], ARGV[2]
+local d = damaged()
+if d then return d end
+refresh(3)
 if cid == '' then
   local m = redis.call('ZREVRANGEBYLEX', Z, '(c:' .. ens .. ';', '[c:' .. ens .. ':',
     'LIMIT', 0, 1)
-  if not m[1] then return damaged() end
+  if not m[1] then return nil end
   cid = string.sub(m[1], #ens + 4)
 end
 local ecid = esc(cid)
 local rec = redis.call('HGET', V, 'c:' .. ens .. ':' .. ecid)
-if not rec then return damaged() end
+if not rec then return nil end
 return tuple_of(ens, ecid, rec)
 """,
 )
 
-# KEYS: log v z. ARGV: [1] escaped ns or '' for every namespace, [2] '1' if [1] is
-# given, [3] raw "before" checkpoint id or '', [4] raw exact checkpoint id or '',
-# [5] page size, [6] scan budget, [7] resume-after member or '', then filter pairs
-# (key, canonical value). Walks ``z`` newest first and returns matching tuples.
+# KEYS: log v z, then registries. ARGV: [1] escaped ns or '' for every namespace, [2] '1'
+# if [1] is given, [3] raw "before" checkpoint id or '', [4] raw exact checkpoint id or
+# '', [5] page size, [6] scan budget, [7] resume-after member or '', [8] filter pair
+# count, then filter pairs (key, canonical value), then the refresh-on-read TTL in ms or
+# '' and a member per registry. Walks ``z`` newest first and returns matching tuples.
 # Reply: {next cursor member or '', {tuple...}}, or {-2, n} (incomplete thread).
 LIST_PAGE = LuaScript(
     "list_page",
@@ -672,8 +693,13 @@ local ens, one_ns = ARGV[1], ARGV[2] == '1'
 local before, exact = ARGV[3], ARGV[4]
 local want, budget, cursor = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
 local filters = {}
-for i = 8, #ARGV, 2 do filters[#filters + 1] = {ARGV[i], ARGV[i + 1]} end
-
+local nf = tonumber(ARGV[8])
+for i = 9, 8 + 2 * nf, 2 do filters[#filters + 1] = {ARGV[i], ARGV[i + 1]} end
+if cursor == '' then
+  local d = damaged()
+  if d then return d end
+  refresh(9 + 2 * nf)
+end
 local hi, lo = '(c;', '[c:'
 if one_ns then hi, lo = '(c:' .. ens .. ';', '[c:' .. ens .. ':' end
 if exact ~= '' then
@@ -688,13 +714,7 @@ local found, scanned, last = {}, 0, ''
 while #found < want and scanned < budget do
   local chunk = math.min(200, budget - scanned)
   local members = redis.call('ZREVRANGEBYLEX', Z, hi, lo, 'LIMIT', 0, chunk)
-  if #members == 0 then
-    if cursor == '' and scanned == 0 then
-      local d = damaged()
-      if d then return d end
-    end
-    return {'', found}
-  end
+  if #members == 0 then return {'', found} end
   for _, m in ipairs(members) do
     scanned = scanned + 1
     last = m
@@ -741,8 +761,10 @@ DELTA_HISTORY = LuaScript(
 local ens, cid, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local remaining, left = {}, 0
 for i = 4, #ARGV do remaining[ARGV[i]] = true; left = left + 1 end
+local d = damaged()
+if d then return d end
 local rec = redis.call('HGET', V, 'c:' .. ens .. ':' .. esc(cid))
-if not rec then return damaged() or {0, {}, {}} end
+if not rec then return {0, {}, {}} end
 local parent = header(rec)[3]
 local steps, seeds = {}, {}
 local n = 0

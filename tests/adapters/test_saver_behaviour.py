@@ -137,6 +137,8 @@ def test_server_errors_are_raised_not_reported_as_missing(valkey_url: str) -> No
     saver = ValkeySaver(client)
     thread = f"err-{uuid.uuid4().hex[:6]}"
     keys = saver.log.keyspace.session(("t", thread))
+    _put_chain(saver, thread, 1)
+    client.delete(keys.view("z"))
     client.set(keys.view("z"), "not a sorted set")
     with pytest.raises(ScriptError, match="WRONGTYPE"):
         saver.get_tuple(_cfg(thread))
