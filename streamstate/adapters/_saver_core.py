@@ -35,7 +35,7 @@ from streamstate.adapters._checkpoints import (
     thread_of,
     writes_event,
 )
-from streamstate.errors import CodecError, ConfigError, ConflictError, ThreadDamaged
+from streamstate.errors import BackendError, CodecError, ConfigError, ConflictError, ThreadDamaged
 from streamstate.eventlog._drive import Emit, Flow
 from streamstate.eventlog.codec import Codec
 from streamstate.eventlog.events import Blob, CheckpointPut, Event, Typed, Write, WritesPut
@@ -195,7 +195,13 @@ class SaverCore:
                     "apart): its checkpoints cannot be read. Delete the thread "
                     "(delete_thread) or restore its log."
                 )
-            length, added = _stream_info((yield logcore.Command(("XINFO", "STREAM", keys.log))))
+            try:
+                info = yield logcore.Command(("XINFO", "STREAM", keys.log))
+            except BackendError as exc:  # the log went (evicted) since it was read
+                if "no such key" not in str(exc):
+                    raise
+                continue
+            length, added = _stream_info(info)
             if added > length:
                 raise ThreadDamaged(
                     f"thread {thread.thread_id!r}: its log was trimmed ({length} of {added} "
