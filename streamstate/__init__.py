@@ -31,6 +31,7 @@ _EXPORTS = {
     "history": "streamstate.audit",
     "show": "streamstate.audit",
     "rebuild": "streamstate.audit",
+    "migrate": "streamstate.audit",
     "verify": "streamstate.audit",
     "stats": "streamstate.audit",
     "ValkeyAudit": "streamstate.audit",

@@ -73,6 +73,7 @@ from streamstate.projections.checkpoints import (
 __all__ = [
     "Difference",
     "HistoryEntry",
+    "MigrationReport",
     "RebuildResult",
     "SessionStats",
     "Stats",
@@ -85,6 +86,7 @@ __all__ = [
     "fork",
     "history",
     "jsonable",
+    "migrate",
     "rebuild",
     "replay",
     "session_label",
@@ -923,6 +925,65 @@ class ValkeyAudit:
         memory = self.log.run(Command(("INFO", "memory")))
         return Stats(rows, {str(k): v for k, v in dict(memory).items()})
 
+    def migrate(
+        self, *, progress: Callable[[tuple[str, ...], str | None], None] | None = None
+    ) -> MigrationReport:
+        """Move every thread still in key layout 1 to layout 2, and drop layout 1's keys.
+
+        Layout 1 kept six view keys per thread, a set of every session and set
+        registries of runs and actors. Savers already read layout-1 threads (each is
+        converted when first touched); this converts all of them at once. A thread is
+        rebuilt from its log (the same atomic step as ``rebuild``), which also writes
+        layout 2's registries, then taken out of the session set. A thread whose log
+        cannot be replayed is left as it was and reported. Re-running it is harmless.
+        """
+        migrated: list[tuple[str, ...]] = []
+        failed: list[tuple[tuple[str, ...], str]] = []
+        for session in sorted(self.log.sessions()):
+            found = self._thread(session)
+            if found is None:
+                continue  # a store: its layout did not change
+            thread, core = found
+            keys = self.keyspace.session(session)
+            error: str | None = None
+            if self.log.length(session):
+                try:
+                    complete(core.rebuild_flow(thread), self.log.run)
+                except (CodecError, ThreadDamaged) as exc:
+                    error = str(exc)
+            else:  # expired or deleted: only its registrations are left
+                self.log.run(Command(("DEL", *thread_views.legacy_keys(keys))))
+            if error is None:
+                self.log.run(Command(("SREM", self.keyspace.sessions, keys.tag)))
+                migrated.append(session)
+            else:
+                failed.append((session, error))
+            if progress is not None:
+                progress(session, error)
+        dropped = 0
+        if not failed:
+            for pattern in ("run", "actors"):
+                match = f"{self.keyspace.prefix}:{pattern}:*"
+                for key in self.client.scan_iter(match=match, count=1000, _type="set"):
+                    dropped += int(self.log.run(Command(("DEL", key))))
+        return MigrationReport(migrated, failed, dropped)
+
+
+@dataclasses.dataclass(frozen=True)
+class MigrationReport:
+    """The outcome of :func:`migrate`."""
+
+    migrated: list[tuple[str, ...]]
+    """Threads moved to the current key layout (or unregistered, when long expired)."""
+    failed: list[tuple[tuple[str, ...], str]]
+    """Threads left in layout 1, each with the reason (its log cannot be replayed)."""
+    registries_dropped: int
+    """Layout 1's run and actor registries deleted (only when every thread moved)."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
 
 class _NoViews(Exception):
     """The session is of a kind whose views this tool does not know."""
@@ -1105,6 +1166,12 @@ def verify(
     """Compare live views with views rebuilt from the logs. See :meth:`ValkeyAudit.verify`."""
     with connect(target) as audit:
         return audit.verify(sessions, progress=progress)
+
+
+def migrate(target: Target) -> MigrationReport:
+    """Move every layout-1 thread to the current key layout. See :meth:`ValkeyAudit.migrate`."""
+    with connect(target) as audit:
+        return audit.migrate()
 
 
 def stats(target: Target, sessions: Iterable[SessionName] | None = None) -> Stats:

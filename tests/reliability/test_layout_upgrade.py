@@ -1,0 +1,137 @@
+"""Data written by the previous release (key layout 1) reads the same, then migrates.
+
+The previous release's code is taken from this repository's history and run in a
+subprocess against a real server; this release then reads every thread it wrote, keeps
+writing to them, and ``streamstate.migrate`` moves the rest and drops layout 1's keys.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import subprocess
+import sys
+import tarfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import valkey
+from langgraph.checkpoint.base import empty_checkpoint
+
+from streamstate import AgentCoreValkeySaver, ValkeySaver, migrate
+from streamstate.projections.checkpoints import LEGACY_VIEWS
+
+LAYOUT_1_RELEASE = "5cbe117709976050c045ed9cb5bed405bd618afe"
+ROOT = Path(__file__).resolve().parents[2]
+
+WRITER = r"""
+import pickle, sys
+import valkey
+from langgraph.checkpoint.base import empty_checkpoint
+from streamstate import AgentCoreValkeySaver, ValkeySaver
+
+url, prefix, out = sys.argv[1], sys.argv[2], sys.argv[3]
+client = valkey.Valkey.from_url(url)
+plain = ValkeySaver(client, prefix=prefix)
+ttl = ValkeySaver(client, prefix=prefix, ttl=3600)
+actors = AgentCoreValkeySaver(client, prefix=prefix)
+
+def chain(saver, configurable, n, run):
+    parent = {"configurable": {**configurable, "checkpoint_ns": ""}}
+    version = None
+    for i in range(n):
+        cp = empty_checkpoint()
+        version = saver.get_next_version(version, None)
+        big = "x" * 3000 if i == 0 else None
+        cp["channel_values"] = {"counter": i, **({"big": big} if big else {})}
+        cp["channel_versions"] = {"counter": version, "big": saver.get_next_version(None, None)}
+        new = {"counter": version, **({"big": cp["channel_versions"]["big"]} if big else {})}
+        parent = saver.put(parent, cp, {"step": i, "run_id": run}, new)
+        saver.put_writes(parent, [("out", i), ("__interrupt__", {"q": i})], f"task-{i}")
+    sub = {"configurable": {**configurable, "checkpoint_ns": "child:1"}}
+    saver.put(sub, empty_checkpoint(), {"step": 0}, {})
+
+chain(plain, {"thread_id": "plain"}, 4, "run-1")
+chain(ttl, {"thread_id": "ttl"}, 3, "run-2")
+chain(actors, {"thread_id": "shared", "actor_id": "alice"}, 2, "run-1")
+chain(actors, {"thread_id": "shared", "actor_id": "bob"}, 2, "run-3")
+seen = {}
+for saver, name, cfg in ((plain, "plain", {"thread_id": "plain"}),
+                         (ttl, "ttl", {"thread_id": "ttl"}),
+                         (actors, "alice", {"thread_id": "shared", "actor_id": "alice"}),
+                         (actors, "bob", {"thread_id": "shared", "actor_id": "bob"})):
+    seen[name] = [tuple(t) for t in saver.list({"configurable": cfg})]
+seen["all"] = sorted(str(t.config) for t in plain.list(None))
+with open(out, "wb") as f:
+    pickle.dump(seen, f)
+"""
+
+
+def _previous_release(tmp: Path) -> Path:
+    try:
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", LAYOUT_1_RELEASE, "streamstate"],
+            check=True,
+            capture_output=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"the previous release is not in this checkout's history: {exc}")
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(tmp, filter="data")
+    return tmp
+
+
+def _tuples(saver: Any, configurable: dict[str, str]) -> list[tuple[Any, ...]]:
+    return [tuple(t) for t in saver.list({"configurable": configurable})]
+
+
+def test_layout_1_data_reads_the_same_then_migrates(valkey_url: str, tmp_path: Path) -> None:
+    old = _previous_release(tmp_path / "old")
+    prefix = f"up{uuid.uuid4().hex[:6]}"
+    out = tmp_path / "seen.pickle"
+    subprocess.run(
+        [sys.executable, "-c", WRITER, valkey_url, prefix, str(out)],
+        check=True,
+        env={"PYTHONPATH": str(old), "PATH": "/usr/bin:/bin"},
+        cwd=tmp_path,
+    )
+    seen = pickle.loads(out.read_bytes())
+    client = valkey.Valkey.from_url(valkey_url)
+    legacy = [k for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
+    assert any(k.endswith(b":cps") for k in legacy)  # really layout 1
+
+    plain = ValkeySaver(client, prefix=prefix)
+    actors = AgentCoreValkeySaver(client, prefix=prefix)
+    # Every read answers what the previous release answered.
+    assert sorted(str(t.config) for t in plain.list(None)) == seen["all"]
+    assert _tuples(plain, {"thread_id": "plain"}) == seen["plain"]
+    alice = {"thread_id": "shared", "actor_id": "alice"}
+    assert _tuples(actors, alice) == seen["alice"]
+    # ... and writing to an old thread continues it (the thread moved on first touch).
+    latest = plain.get_tuple({"configurable": {"thread_id": "plain"}})
+    cp = empty_checkpoint()
+    v = plain.get_next_version(latest.checkpoint["channel_versions"]["counter"], None)
+    cp["channel_versions"] = {**latest.checkpoint["channel_versions"], "counter": v}
+    cp["channel_values"] = {**latest.checkpoint["channel_values"], "counter": 99}
+    nxt = plain.put(latest.config, cp, {"step": 99}, {"counter": v})
+    assert plain.get_tuple(nxt).checkpoint["channel_values"] == cp["channel_values"]
+    assert client.exists(f"{prefix}:{{t,plain}}:cps") == 0
+
+    report = migrate(ValkeySaver(client, prefix=prefix))
+    assert report.ok and report.registries_dropped >= 3
+    assert sorted("/".join(s) for s in report.migrated) == ["a/alice/shared", "a/bob/shared",
+                                                           "t/plain", "t/ttl"]  # fmt: skip
+    left = {k.decode() for k in client.scan_iter(match=f"{prefix}:*", count=1000)}
+    assert not {k for k in left if k.rsplit(":", 1)[-1] in LEGACY_VIEWS}, left
+    assert not {k for k in left if k.startswith((f"{prefix}:run:", f"{prefix}:actors:"))}
+    assert client.scard(f"{prefix}:sessions") == 0
+    assert 0 < client.pttl(f"{prefix}:{{t,ttl}}:v") <= 3600_000  # the TTL was kept
+    ttl = ValkeySaver(client, prefix=prefix, ttl=3600)
+    assert _tuples(ttl, {"thread_id": "ttl"}) == seen["ttl"]
+    assert _tuples(actors, {"thread_id": "shared", "actor_id": "bob"}) == seen["bob"]
+    plain.delete_for_runs(["run-1"])  # layout 2's run registries were written
+    assert plain.get_tuple({"configurable": {"thread_id": "plain"}}).metadata["step"] == 99
+    assert actors.get_tuple({"configurable": alice}) is None
+    assert migrate(ValkeySaver(client, prefix=prefix)).migrated == []  # nothing left
