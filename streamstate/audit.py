@@ -809,6 +809,16 @@ class ValkeyAudit:
         reply = self.log.run(ScriptCall(SESSION_INFO, [k for _, k in keys], []))
         return int(reply[0]), int(reply[1]), [int(x) for x in reply[2:]]
 
+    def _lengths(self, session: tuple[str, ...]) -> tuple[int, int]:
+        """The log's length and how many entries were ever added to it."""
+        log = self.keyspace.session(session).log
+        info = self.log.run(Command(("XINFO", "STREAM", log)))
+        if isinstance(info, list):
+            it = iter(info)
+            info = dict(zip(it, it))
+        fields = {k.decode() if isinstance(k, bytes) else k: v for k, v in info.items()}
+        return int(fields["length"]), int(fields["entries-added"])
+
     def _view_keys(self, session: tuple[str, ...], keyspace: Keyspace) -> list[str]:
         sk = keyspace.session(session)
         if Thread.from_session(session) is not None:
@@ -850,7 +860,7 @@ class ValkeyAudit:
         """
         results = []
         for session in self._targets(sessions):
-            length, added, _ = self._info(session)
+            length, added = self._lengths(session)
             if added > length:
                 reason = f"the log was trimmed ({length} of {added} entries left)"
                 result = RebuildResult(session, 0, reason, trimmed=True)
@@ -875,11 +885,12 @@ class ValkeyAudit:
         """Rebuild each session's views into a shadow keyspace and compare with the live ones.
 
         ``sessions`` holds thread ids or session tuples (default: all registered). The
-        shadow keyspace is ``<prefix>-verify`` (same hash tags, so the same shard); its
+        shadow keyspace is ``<prefix>:verify``: the same hash tags (so the same shard),
+        under the prefix (so a user whose ACL allows only the prefix can run it). Its
         keys are deleted afterwards. A session appended to while it is compared is
         compared again, up to three times.
         """
-        shadow = Keyspace(f"{self.keyspace.prefix}-verify")
+        shadow = Keyspace(f"{self.keyspace.prefix}:verify")
         checked, skipped, differences = [], [], []
         for session in self._targets(sessions):
             if Thread.from_session(session) is None and self._log_for(session) is None:

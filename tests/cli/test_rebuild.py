@@ -58,7 +58,7 @@ def test_verify_clean_then_damaged_then_rebuilt(
     assert any(f"t/{threads[1]} v [{blob_field.decode()}]" in line for line in lines)
     assert "2 differences in 1 of 3 sessions" in damaged.out
     # The shadow keyspace is gone again.
-    assert not list(client.scan_iter(match=f"{prefix}-verify:*", count=1000))
+    assert not list(client.scan_iter(match=f"{prefix}:verify:*", count=1000))
 
     rebuilt = _cli(valkey_url, prefix, "rebuild", "--session", threads[1])
     assert rebuilt.code == 0, rebuilt.err

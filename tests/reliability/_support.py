@@ -288,6 +288,18 @@ def app_workload(client: valkey.Valkey, *, cache_prefix: str = "ss:cache") -> in
     list(log.sessions())
     log.rebuild(session)
     calls += 9
+    # a thread whose views were lost is repaired from its log; refresh_on_read; every
+    # thread on the server; the audit tool's rebuild and verify of one thread
+    from streamstate.audit import ValkeyAudit
+
+    client.delete(saver.log.keyspace.session(session).view("v"))
+    fresh = ValkeySaver(client, ttl=60, refresh_on_read=True)
+    assert fresh.get_tuple(cfg(thread + "-ttl")) is not None
+    assert list(fresh.list(None, limit=1))
+    audit = ValkeyAudit(client)
+    assert audit.rebuild([session])[0].skipped is None
+    assert audit.verify([session]).ok
+    calls += 5
     cls = store_class()
     if cls is not None:
         store = cls(client, index={"collection_name": f"app-{thread}"})
