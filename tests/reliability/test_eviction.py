@@ -47,7 +47,7 @@ def _everything(saver: ValkeySaver, config: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("lost", ["v", "z"])
 def test_a_lost_view_is_repaired_from_the_log(valkey_url: str, lost: str) -> None:
     saver = ValkeySaver(valkey.Valkey.from_url(valkey_url))
-    graph, config = _graph_thread(saver)
+    _graph, config = _graph_thread(saver)
     before = _everything(saver, config)
     assert any(t.pending_writes for t in before["list"])  # the interrupt is pending
     keys = saver.log.keyspace.session(("t", config["configurable"]["thread_id"]))
