@@ -2,18 +2,38 @@
 
 With no URL and no ``STREAMSTATE_URL``, streamstate runs one durable (AOF) server per data
 directory on a free loopback port. A second process asking for the same directory
-reuses the running server (found through ``server.json``, checked with PING) instead of
-starting another; a file lock makes the check-and-start atomic across processes.
+reuses the running server instead of starting another.
+
+One directory has at most one server, whatever the timing:
+
+* ``server.lock`` serializes whoever starts, attaches to or stops the directory's server.
+* ``running.lock`` is locked by the starter and handed to valkey-server itself (an
+  inherited descriptor): it stays locked exactly as long as the server (or a child of
+  it) lives, even when the process that started it is killed mid-start. A starter that
+  finds it locked attaches, waiting while the server loads its AOF, and never starts a
+  second server.
+* ``server.json`` names the port (written before the server starts) and the pid; a
+  server is only claimed once it answered ``INFO`` with that pid, so a server on a port
+  that some other process holds is never taken (or stopped) for this directory's.
+
+The directory is private (0700, its files 0600: valkey-server runs with umask 077), and
+the server requires a password, generated at the first start and kept in the directory's
+``password`` file (0600); :attr:`EmbeddedServer.url` carries it, and every process that
+reuses the server reads it from there. ``config={"requirepass": "..."}`` sets another
+one (``""``: no password).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
+import secrets
 import signal
 import socket
+import stat
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,10 +43,17 @@ from urllib.parse import quote
 
 import valkey
 
-from streamstate.errors import BackendUnavailable, ConfigError
+from streamstate.errors import BackendUnavailable, ConfigError, StreamstateError
 
 DEFAULT_DIR = ".streamstate"
 STATE_FILE = "server.json"
+LOCK_FILE = "server.lock"
+RUNNING_LOCK = "running.lock"
+PASSWORD_FILE = "password"
+CONFIG_FILE = "valkey.conf"
+PID_FILE = "valkey.pid"
+LOG_FILE = "valkey.log"
+HOST = "127.0.0.1"
 
 
 def default_data_dir() -> Path:
@@ -48,10 +75,21 @@ def valkey_binary(name: str = "valkey-server") -> str:
     return str(path)
 
 
-def free_port(host: str = "127.0.0.1") -> int:
+def free_port(host: str = HOST) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def port_in_use(port: int, host: str = HOST) -> bool:
+    """Whether another socket holds ``host:port`` (a bind the way valkey-server binds fails)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
 
 
 def _pid_alive(pid: int) -> bool:
@@ -61,30 +99,79 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    with contextlib.suppress(OSError, IndexError):
+        # a zombie has exited (and closed its files); it only waits to be reaped
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return False
     return True
 
 
-def _ping(url: str, timeout: float = 0.5) -> bool:
+def _conf_value(value: object) -> str:
+    """A valkey.conf argument, double-quoted with escapes that valkey reads back."""
+    out = []
+    for ch in str(value):
+        if ch in '\\"':
+            out.append("\\" + ch)
+        elif " " <= ch <= "~":
+            out.append(ch)
+        else:
+            out.extend(f"\\x{b:02x}" for b in ch.encode())
+    return '"' + "".join(out) + '"'
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically; only the owner can read it (0600)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        os.fchmod(fd, 0o600)
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _dir_errors(data_dir: Path) -> Iterator[None]:
+    """An unusable data directory (unwritable, not a directory...) as one ConfigError."""
     try:
-        client = valkey.Valkey.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-        try:
-            return bool(client.ping())
-        finally:
-            client.close()
-    except (valkey.ConnectionError, valkey.TimeoutError, OSError):
-        return False
+        yield
+    except StreamstateError:
+        raise
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(f"cannot use the data directory {data_dir}: {reason}") from exc
+
+
+def _make_private(path: Path) -> None:
+    """Create ``path`` (0700), or make an existing one private: 0700, its files 0600."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = path.stat()
+    if st.st_uid != os.geteuid():
+        raise ConfigError(f"the data directory {path} belongs to another user (uid {st.st_uid})")
+    for directory in (path, path / "appendonlydir"):
+        if not directory.is_dir():
+            continue
+        entries = [directory, *directory.iterdir()]
+        for entry in entries:
+            est = entry.lstat()
+            if est.st_uid != os.geteuid() or stat.S_ISLNK(est.st_mode):
+                continue
+            private = 0o700 if stat.S_ISDIR(est.st_mode) else 0o600
+            if stat.S_IMODE(est.st_mode) & 0o077:
+                os.chmod(entry, stat.S_IMODE(est.st_mode) & private)
 
 
 class EmbeddedServer:
     """A durable valkey-server on loopback, owned by a data directory.
 
     Args:
-        data_dir: Where the AOF, log and ``server.json`` live (default ``./.streamstate``
-            or ``STREAMSTATE_DIR``).
-        port: TCP port; default a free one.
+        data_dir: Where the AOF, log, password and ``server.json`` live (default
+            ``./.streamstate`` or ``STREAMSTATE_DIR``); made private to the user.
+        port: TCP port (1-65535); default a free one. A port another process holds is
+            an error, never a server to reuse.
         appendfsync: ``everysec`` (default) or ``always`` (no acknowledged write lost on
             a crash of the machine) or ``no``.
-        config: Extra ``valkey.conf`` settings, e.g. ``{"maxmemory": "1gb"}``.
+        config: Extra ``valkey.conf`` settings, e.g. ``{"maxmemory": "1gb"}``;
+            ``requirepass`` replaces the generated password (``""``: none).
     """
 
     def __init__(
@@ -97,6 +184,10 @@ class EmbeddedServer:
     ) -> None:
         if appendfsync not in ("always", "everysec", "no"):
             raise ConfigError(f"appendfsync must be always, everysec or no, got {appendfsync!r}")
+        if port is not None and (
+            isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535
+        ):
+            raise ConfigError(f"port must be between 1 and 65535, got {port!r}")
         self.data_dir = Path(data_dir).absolute() if data_dir else default_data_dir()
         self.requested_port = port
         self.appendfsync = appendfsync
@@ -104,17 +195,47 @@ class EmbeddedServer:
         self.port: int | None = None
         self.pid: int | None = None
         self.reused = False
+        self._password: str | None = None
         self._process: subprocess.Popen[bytes] | None = None
+        self._daemon = True
+
+    # -- the password -----------------------------------------------------------------
+
+    @property
+    def password_file(self) -> Path:
+        return self.data_dir / PASSWORD_FILE
 
     @property
     def password(self) -> str | None:
-        """The ``requirepass`` given in ``config``, used by PING, SHUTDOWN and ``url``."""
-        value = self.config.get("requirepass")
-        return None if value is None else str(value)
+        """The server's password: ``config["requirepass"]`` if given, else the one kept
+        in the directory's ``password`` file; ``None`` when there is none."""
+        if "requirepass" in self.config:
+            return str(self.config["requirepass"]) or None
+        if self._password is None:
+            self._password = self._read_password()
+        return self._password or None
+
+    def _read_password(self) -> str | None:
+        with _dir_errors(self.data_dir):
+            try:
+                return self.password_file.read_text().strip()
+            except FileNotFoundError:
+                return None
+
+    def _ensure_password(self) -> None:
+        """Before a start: the file names the password the new server runs with."""
+        if "requirepass" in self.config:
+            wanted = str(self.config["requirepass"])
+        else:
+            wanted = self._read_password() or secrets.token_urlsafe(24)
+            self._password = wanted
+        if self._read_password() != wanted:
+            _write_private(self.password_file, wanted)
 
     def _url_for(self, port: int) -> str:
-        auth = f":{quote(self.password, safe='')}@" if self.password else ""
-        return f"valkey://{auth}127.0.0.1:{port}/0"
+        password = self.password
+        auth = f":{quote(password, safe='')}@" if password else ""
+        return f"valkey://{auth}{HOST}:{port}/0"
 
     @property
     def url(self) -> str:
@@ -126,96 +247,301 @@ class EmbeddedServer:
     def state_file(self) -> Path:
         return self.data_dir / STATE_FILE
 
-    def _args(self, port: int, *, daemonize: bool) -> list[str]:
+    # -- locks and state ---------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self, *, create: bool = True, shared: bool = False) -> Iterator[bool]:
+        """Hold ``server.lock``. Without ``create`` nothing is created: False when no
+        server was ever started in the directory (no lock file)."""
+        fd: int | None = None
+        with _dir_errors(self.data_dir):
+            if create:
+                _make_private(self.data_dir)
+                fd = os.open(self.data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+            else:
+                with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                    fd = os.open(self.data_dir / LOCK_FILE, os.O_RDONLY)
+        if fd is None:
+            yield False
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            yield True
+        finally:
+            os.close(fd)
+
+    def _server_holds_dir(self) -> bool:
+        """Whether a server process (or a child of one) holds ``running.lock``."""
+        try:
+            fd = os.open(self.data_dir / RUNNING_LOCK, os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    def _claim(self) -> int:
+        """Lock ``running.lock`` for a server about to start; the descriptor it inherits."""
+        with _dir_errors(self.data_dir):
+            fd = os.open(self.data_dir / RUNNING_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise BackendUnavailable(
+                f"another process holds {self.data_dir / RUNNING_LOCK}"
+            ) from None
+        return fd
+
+    def _read_state(self) -> tuple[int | None, int | None]:
+        """``(port, pid)`` from ``server.json``; the pid from ``valkey.pid`` if there is one."""
+        try:
+            state = json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            state = {}
+        if not isinstance(state, dict):
+            state = {}
+        port, pid = state.get("port"), state.get("pid")
+        port = port if isinstance(port, int) else None
+        pid = self._read_pid() or (pid if isinstance(pid, int) else None)
+        return port, pid
+
+    def _forget_state(self) -> None:
+        with contextlib.suppress(OSError):
+            self.state_file.unlink()
+
+    def _read_pid(self) -> int | None:
+        try:
+            return int((self.data_dir / PID_FILE).read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def _alive(self, pid: int) -> bool:
+        if self._process is not None and self._process.pid == pid:
+            return self._process.poll() is None
+        return _pid_alive(pid)
+
+    def _owns(self, pid: int) -> bool:
+        """Whether ``pid`` is a process this object started or one running in the directory."""
+        if self._process is not None and self._process.pid == pid:
+            return self._process.poll() is None
+        try:
+            return Path(f"/proc/{pid}/cwd").resolve() == self.data_dir.resolve()
+        except OSError:
+            return False
+
+    def _probe(self, port: int, pid: int | None, timeout: float = 0.5) -> tuple[str, int]:
+        """What answers on ``port``: ``ready``, ``loading`` (and the bytes loaded so far),
+        ``down``, or ``foreign`` (a server that is not process ``pid``, or refuses our
+        password)."""
+        client = valkey.Valkey(
+            host=HOST,
+            port=port,
+            password=self.password,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+        )
+        try:
+            info = client.info("server", "persistence")
+        except valkey.BusyLoadingError:
+            return "loading", -1
+        except (valkey.AuthenticationError, valkey.ResponseError):
+            return "foreign", 0
+        except (valkey.ConnectionError, valkey.TimeoutError, OSError):
+            return "down", 0
+        finally:
+            client.close()
+        if pid is None or int(info.get("process_id", -1)) != pid:
+            return "foreign", 0
+        if int(info.get("loading", 0)):
+            return "loading", int(info.get("loading_loaded_bytes", 0))
+        return "ready", 0
+
+    # -- attach, start, stop -------------------------------------------------------------
+
+    def _adopt(self, port: int, pid: int) -> bool:
+        self.port, self.pid, self.reused = port, pid, True
+        return True
+
+    def _attach_locked(self, timeout: float) -> bool:
+        """Attach to the directory's running server, waiting while it starts or loads its
+        data (``timeout`` seconds without progress); False when none runs."""
+        deadline = time.monotonic() + timeout
+        progress, status = -1, "down"
+        while True:
+            port, pid = self._read_state()
+            if not self._server_holds_dir():
+                # a server started by an older streamstate holds no running.lock
+                if port and pid and _pid_alive(pid) and self._probe(port, pid)[0] == "ready":
+                    return self._adopt(port, pid)
+                return False
+            if port and pid and _pid_alive(pid):
+                status, loaded = self._probe(port, pid)
+                if status == "ready":
+                    return self._adopt(port, pid)
+                if status == "loading" and loaded != progress:
+                    progress, deadline = loaded, time.monotonic() + timeout
+            # else the server is still being spawned, or it died and a child of it exits
+            if time.monotonic() > deadline:
+                what = "is loading its data" if status == "loading" else f"is {status}"
+                raise BackendUnavailable(
+                    f"the embedded server of {self.data_dir} (pid {pid}, port {port}) {what}"
+                    f" and not ready after {timeout:g} s; try again, or stop it with"
+                    f" `streamstate server --stop --dir {self.data_dir}`"
+                )
+            time.sleep(0.05)
+
+    def attach(self, timeout: float = 15.0) -> bool:
+        """Attach to the server already running for this directory; False if there is none.
+
+        Creates nothing, so read-only callers can use it where they cannot write.
+        """
+        with self._locked(create=False, shared=True) as found:
+            return found and self._attach_locked(timeout)
+
+    def start(self, timeout: float = 15.0, *, daemonize: bool = True) -> EmbeddedServer:
+        """Start the server, or attach to the one already running for this directory.
+
+        ``timeout`` bounds each wait for the server to answer; a server loading a large
+        AOF is waited for as long as the load makes progress.
+        """
+        with self._locked():
+            if self._attach_locked(timeout):
+                return self
+            with _dir_errors(self.data_dir):
+                self._ensure_password()
+            running = self._claim()
+            try:
+                return self._start_claimed(timeout, daemonize, running)
+            finally:
+                # from here on only the server holds running.lock
+                os.close(running)
+
+    def _port_taken(self, port: int) -> ConfigError:
+        return ConfigError(
+            f"port {port} is already in use by another process; choose another port"
+            " (or none, for a free one)"
+        )
+
+    def _start_claimed(self, timeout: float, daemonize: bool, running: int) -> EmbeddedServer:
+        last_error = ""
+        for _ in range(3):  # a free port can be taken before the server binds it
+            port = self.requested_port or free_port()
+            if self.requested_port and port_in_use(port):
+                raise self._port_taken(port)
+            with _dir_errors(self.data_dir):
+                _write_private(self.state_file, json.dumps({"port": port, "pid": None}))
+                log_mark = self._log_size()
+                self._spawn(port, daemonize=daemonize, running=running)
+            try:
+                pid = self._wait_spawned(port, timeout, log_mark)
+            except BaseException as exc:
+                # never leave a server that did not become ready behind us
+                self._kill_spawned()
+                self._forget_state()
+                in_use = "Address already in use" in self._log_since(log_mark)
+                if isinstance(exc, BackendUnavailable) and in_use:
+                    if self.requested_port:
+                        raise self._port_taken(port) from None
+                    last_error = str(exc)
+                    continue
+                raise
+            self.port, self.pid, self.reused = port, pid, False
+            with _dir_errors(self.data_dir):
+                _write_private(self.state_file, json.dumps({"pid": pid, "port": port}))
+            return self
+        raise BackendUnavailable(f"could not start valkey-server: {last_error}")
+
+    def _config_text(self, port: int, *, daemonize: bool) -> str:
         settings: dict[str, Any] = {
             "port": port,
-            "bind": "127.0.0.1",
+            "bind": HOST,
             "dir": str(self.data_dir),
             "appendonly": "yes",
             "appendfsync": self.appendfsync,
             "save": "",
             "daemonize": "yes" if daemonize else "no",
-            "pidfile": str(self.data_dir / "valkey.pid"),
-            "logfile": str(self.data_dir / "valkey.log"),
+            "pidfile": str(self.data_dir / PID_FILE),
+            "logfile": str(self.data_dir / LOG_FILE),
             "protected-mode": "yes",
         }
-        settings.update(self.config)
-        args = [valkey_binary()]
-        for key, value in settings.items():
-            args += [f"--{key}", str(value)]
-        return args
+        if self.password:
+            settings["requirepass"] = self.password
+        settings.update((k, v) for k, v in self.config.items() if k != "requirepass")
+        return "".join(f"{key} {_conf_value(value)}\n" for key, value in settings.items())
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.data_dir / "server.lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-
-    def _running_state(self) -> dict[str, Any] | None:
-        try:
-            state = json.loads(self.state_file.read_text())
-        except (OSError, ValueError):
-            return None
-        url = self._url_for(int(state.get("port", 0)))
-        if _pid_alive(int(state.get("pid", -1))) and _ping(url):
-            return state
-        return None
-
-    def attach(self) -> bool:
-        """Attach to the server already running for this directory; False if there is none."""
-        with self._locked():
-            state = self._running_state()
-        if state is None:
-            return False
-        self.port, self.pid, self.reused = int(state["port"]), int(state["pid"]), True
-        return True
-
-    def start(self, timeout: float = 15.0, *, daemonize: bool = True) -> EmbeddedServer:
-        """Start the server, or attach to the one already running for this directory."""
-        with self._locked():
-            state = self._running_state()
-            if state is not None:
-                self.port, self.pid, self.reused = int(state["port"]), int(state["pid"]), True
-                return self
-            last_error = ""
-            for _ in range(3):  # a free port can be taken before the server binds it
-                port = self.requested_port or free_port()
-                self._spawn(port, daemonize=daemonize)
-                try:
-                    self._wait_ready(port, timeout)
-                except BackendUnavailable as exc:
-                    # never leave a server that did not become ready behind us
-                    self._kill_spawned()
-                    last_error = str(exc)
-                    if self.requested_port or "Address already in use" not in self.log_tail():
-                        raise
-                    continue
-                self.port = port
-                self.pid = self._read_pid() or (self._process.pid if self._process else None)
-                self.state_file.write_text(json.dumps({"pid": self.pid, "port": port}))
-                return self
-            raise BackendUnavailable(f"could not start valkey-server: {last_error}")
-
-    def _spawn(self, port: int, *, daemonize: bool) -> None:
+    def _spawn(self, port: int, *, daemonize: bool, running: int) -> None:
         with contextlib.suppress(FileNotFoundError):
-            (self.data_dir / "valkey.pid").unlink()
-        self._process = subprocess.Popen(
-            self._args(port, daemonize=daemonize),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            cwd=self.data_dir,
-            start_new_session=True,
-        )
+            (self.data_dir / PID_FILE).unlink()
+        conf = self.data_dir / CONFIG_FILE
+        # the settings (and the password) go in a private file, not on the command line
+        _write_private(conf, self._config_text(port, daemonize=daemonize))
+        log = os.open(self.data_dir / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            self._process = subprocess.Popen(
+                [valkey_binary(), str(conf)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,  # errors before the log file is open (bad config)
+                cwd=self.data_dir,
+                start_new_session=True,
+                pass_fds=(running,),
+                umask=0o077,
+            )
+        finally:
+            os.close(log)
+        self._daemon = daemonize
         if daemonize:
             self._process.wait(timeout=10)
 
+    def _spawned_pid(self) -> int | None:
+        """The pid of the server we spawned: the child, or (daemonized) its pidfile's."""
+        if self._process is None:
+            return None
+        return self._read_pid() if self._daemon else self._process.pid
+
+    def _spawn_failed(self, pid: int | None) -> bool:
+        if self._process is None:
+            return True
+        code = self._process.poll()
+        if not self._daemon:
+            return code is not None
+        return code not in (None, 0) or (pid is not None and not _pid_alive(pid))
+
+    def _wait_spawned(self, port: int, timeout: float, log_mark: int) -> int:
+        """Wait until the server we spawned answers on ``port`` as itself; its pid."""
+        deadline = time.monotonic() + timeout
+        progress, status = -1, "down"
+        while True:
+            pid = self._spawned_pid()
+            if self._spawn_failed(pid):
+                break
+            if pid is not None:
+                status, loaded = self._probe(port, pid, timeout=0.2)
+                if status == "ready":
+                    return pid
+                if status == "loading" and loaded != progress:
+                    progress, deadline = loaded, time.monotonic() + timeout
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        log = self._log_since(log_mark).strip()[-500:] or "(nothing in the log)"
+        raise BackendUnavailable(f"valkey-server did not answer on port {port} ({status}): {log}")
+
     def _kill_spawned(self) -> None:
-        pid = self._read_pid()
-        if self._process is not None and self._process.poll() is None:
+        if self._process is None:
+            return
+        pid = self._spawned_pid()
+        if pid is None and self._daemon and self._process.poll() == 0:
+            # the daemon writes its pidfile right away, before it loads any data
+            deadline = time.monotonic() + 2
+            while (pid := self._read_pid()) is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+        if self._process.poll() is None:
             self._process.kill()
             self._process.wait(5)
         if pid and _pid_alive(pid):
@@ -225,57 +551,93 @@ class EmbeddedServer:
             while _pid_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.02)
 
-    def _read_pid(self) -> int | None:
+    def _log_size(self) -> int:
         try:
-            return int((self.data_dir / "valkey.pid").read_text().strip())
-        except (OSError, ValueError):
-            return None
+            return (self.data_dir / LOG_FILE).stat().st_size
+        except OSError:
+            return 0
 
-    def _wait_ready(self, port: int, timeout: float) -> None:
-        url = self._url_for(port)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if _ping(url, timeout=0.2):
-                return
-            if self._process is not None and self._process.poll() not in (None, 0):
-                break
-            time.sleep(0.05)
-        raise BackendUnavailable(
-            f"valkey-server did not answer on port {port}: {self.log_tail().strip()[-500:]}"
-        )
+    def _log_since(self, offset: int) -> str:
+        try:
+            with open(self.data_dir / LOG_FILE, "rb") as fh:
+                fh.seek(offset)
+                return fh.read().decode(errors="replace")
+        except OSError:
+            return ""
 
     def log_tail(self, lines: int = 10) -> str:
         try:
-            return "\n".join((self.data_dir / "valkey.log").read_text().splitlines()[-lines:])
+            return "\n".join((self.data_dir / LOG_FILE).read_text().splitlines()[-lines:])
         except OSError:
             return "(no log)"
 
     def is_running(self) -> bool:
-        return self.port is not None and _ping(self.url)
+        """Whether this object's server answers (as itself: same pid)."""
+        if self.port is None:
+            return False
+        return self._probe(self.port, self.pid)[0] == "ready"
+
+    def _shutdown(self, port: int | None, pid: int | None, timeout: float) -> None:
+        """Stop the server ``pid`` on ``port``: SHUTDOWN when it answers as itself (the
+        AOF is flushed), else SIGTERM when it runs in this directory; SIGKILL last."""
+        status = self._probe(port, pid)[0] if port and pid else "down"
+        ours = status in ("ready", "loading")
+        if ours and port:
+            client = valkey.Valkey(host=HOST, port=port, password=self.password, socket_timeout=2)
+            try:
+                client.shutdown()
+            except (valkey.ValkeyError, OSError):
+                pass
+            finally:
+                client.close()
+        elif pid is not None and self._owns(pid):
+            ours = True
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and (
+            (pid is not None and self._alive(pid)) or self._server_holds_dir()
+        ):
+            time.sleep(0.02)
+        if ours and pid is not None and self._alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            if self._process is not None and self._process.pid == pid:
+                self._process.wait(5)
+            deadline = time.monotonic() + 5
+            while _pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
+        if not self._server_holds_dir():
+            self._forget_state()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Shut the server down cleanly (the AOF is flushed) and forget its state."""
+        """Shut this object's server down cleanly (the AOF is flushed); forget its state."""
         if self.port is None:
             return
-        with self._locked():
-            pid = self.pid
-            try:
-                client = valkey.Valkey.from_url(self.url, socket_timeout=2)
-                client.shutdown()
-            except (valkey.ConnectionError, valkey.ResponseError, OSError):
-                pass
-            deadline = time.monotonic() + timeout
-            while pid and _pid_alive(pid) and time.monotonic() < deadline:
-                if self._process is not None and self._process.pid == pid:
-                    with contextlib.suppress(subprocess.TimeoutExpired):
-                        self._process.wait(timeout=0.05)
-                time.sleep(0.02)
-            if pid and _pid_alive(pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            with contextlib.suppress(FileNotFoundError):
-                self.state_file.unlink()
+        with self._locked(create=False):
+            self._shutdown(self.port, self.pid, timeout)
+        self.port = None
+
+    def stop_running(self, timeout: float = 10.0) -> int | None:
+        """Stop the server running for this directory, whoever started it.
+
+        Returns its pid, or ``None`` when none runs (nothing is created then).
+        """
+        with self._locked(create=False) as found:
+            if not found:
+                return None
+            port, pid = self._read_state()
+            if not self._server_holds_dir():
+                if not (port and pid and _pid_alive(pid) and self._probe(port, pid)[0] == "ready"):
+                    self._forget_state()
+                    return None
+            elif pid is None:
+                raise BackendUnavailable(
+                    f"a process holds {self.data_dir / RUNNING_LOCK} but {PID_FILE} names none"
+                )
+            self._shutdown(port, pid, timeout)
             self.port = None
+            return pid
 
     def __enter__(self) -> EmbeddedServer:
         return self.start()
