@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.tree import Tree
 
-from streamstate.errors import BackendUnavailable, StreamstateError
+from streamstate.errors import BackendUnavailable, ConfigError, StreamstateError
 
 app = typer.Typer(
     name="streamstate",
@@ -92,15 +92,58 @@ def _redact(url: str) -> str:
     return url
 
 
+def _checked_url(url: str) -> str:
+    """``url``, or a ConfigError naming what is wrong with it (a port that is no number)."""
+    parts = urlsplit(url)
+    if parts.scheme != "unix":
+        try:
+            parts.port  # noqa: B018 - parsing the port is the check
+        except ValueError as exc:
+            raise ConfigError(f"bad port in URL {_redact(url)}: {exc}") from None
+    return url
+
+
+@contextlib.contextmanager
+def _cluster_errors(url: str) -> Iterator[None]:
+    """The cluster client's own exception (not a ValkeyError) as a streamstate error."""
+    from valkey.exceptions import ValkeyClusterException
+
+    try:
+        yield
+    except ValkeyClusterException as exc:
+        message = " ".join(str(exc).split())
+        if "cluster mode is not enabled" in message.lower():
+            raise ConfigError(
+                f"{_redact(url)} asks for a cluster (?cluster=true) but the server is not a"
+                " Valkey Cluster (cluster mode is not enabled); drop ?cluster=true"
+            ) from exc
+        raise BackendUnavailable(message) from exc
+
+
+def _embedded_url() -> str:
+    """The URL of the embedded server already running for the data directory; a read-only
+    command never starts an (empty) one."""
+    from streamstate.server import EmbeddedServer, default_data_dir
+
+    path = default_data_dir()
+    server = EmbeddedServer(path)
+    if not server.attach():
+        raise ConfigError(
+            f"no embedded server is running for {path} and no --url or STREAMSTATE_URL was"
+            f" given; start one with `streamstate server --dir {path}` (or run"
+            " `streamstate demo`), or pass --url"
+        )
+    return server.url
+
+
 @contextlib.contextmanager
 def _audit(settings: Settings) -> Iterator[Any]:
     """An audit handle for the settings; a dead server is reported with its URL."""
     from streamstate.audit import connect
-    from streamstate.server import resolve_url
 
-    url = resolve_url(settings.url)
+    url = _checked_url(settings.url or os.environ.get("STREAMSTATE_URL") or _embedded_url())
     try:
-        with connect(url, prefix=settings.prefix) as audit:
+        with _cluster_errors(url), connect(url, prefix=settings.prefix) as audit:
             yield audit
     except BackendUnavailable as exc:
         raise BackendUnavailable(f"cannot reach {_redact(url)}: {exc}") from exc
@@ -269,7 +312,11 @@ def demo(
     from streamstate.demo.run import run_demo
 
     s = _settings(ctx, url, json_out)
-    ok = run_demo(s.url, sessions=sessions, prefix=s.prefix, json_out=s.json, console=_console())
+    given = s.url or os.environ.get("STREAMSTATE_URL")
+    with _cluster_errors(_checked_url(given) if given else ""):
+        ok = run_demo(
+            s.url, sessions=sessions, prefix=s.prefix, json_out=s.json, console=_console()
+        )
     if not ok:
         _fail(1)
 
@@ -610,27 +657,30 @@ def server(
         ),
     ] = None,
     port: Annotated[
-        int | None, typer.Option("--port", help="TCP port (default: a free one).")
+        int | None,
+        typer.Option("--port", help="TCP port (default: a free one).", show_default=False),
     ] = None,
     stop: Annotated[
-        bool, typer.Option("--stop", help="Stop the server running for the directory.")
+        bool,
+        typer.Option("--stop", help="Stop the server running for the directory, and no other."),
     ] = False,
 ) -> None:
-    """Run the embedded Valkey server in the foreground (Ctrl-C stops it cleanly)."""
+    """Run the embedded Valkey server in the foreground (Ctrl-C stops it cleanly).
+
+    The URL printed first carries the server's password (kept in the directory's
+    ``password`` file). If the directory's server already runs, its URL is printed and
+    the command returns; --stop stops it.
+    """
     from streamstate.server import EmbeddedServer, default_data_dir
 
     path = (data_dir or default_data_dir()).absolute()
     srv = EmbeddedServer(path, port=port)
     if stop:
-        if not srv.attach():
-            print(f"no embedded server running for {path}")
-            return
-        srv.stop()
-        print(f"stopped the embedded server of {path}")
-        return
-    srv.start(daemonize=False)
-    if srv.reused:
-        print(f"already running: {srv.url} (pid {srv.pid}, data in {path})", flush=True)
+        pid = srv.stop_running()
+        if pid is None:
+            print(f"no embedded server is running for {path}; nothing to stop")
+        else:
+            print(f"stopped the embedded server of {path} (pid {pid})")
         return
 
     def on_term(signum: int, frame: Any) -> None:
@@ -638,22 +688,36 @@ def server(
 
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
-        # inside the try: a Ctrl-C right after the URL is printed must still stop it
-        print(f"{srv.url}", flush=True)
-        print(
-            f"embedded valkey-server (pid {srv.pid}, data in {path}); Ctrl-C stops it",
-            file=sys.stderr,
-        )
-        while srv.is_running():
-            time.sleep(0.5)
-        print(f"the server exited: {srv.log_tail(3)}", file=sys.stderr)
-        _fail(1)
-    except KeyboardInterrupt:
-        pass
+        try:
+            srv.start(daemonize=False)
+        except KeyboardInterrupt:
+            # start() stopped the server it had spawned (it may have been loading its AOF)
+            print(
+                "interrupted before the server was ready; nothing it started is left running",
+                file=sys.stderr,
+            )
+            _fail(1)
+        if srv.reused:
+            print(f"already running: {srv.url} (pid {srv.pid}, data in {path})", flush=True)
+            return
+        try:
+            # inside the try: a Ctrl-C right after the URL is printed must still stop it
+            print(f"{srv.url}", flush=True)
+            print(
+                f"embedded valkey-server (pid {srv.pid}, data in {path}); Ctrl-C stops it",
+                file=sys.stderr,
+            )
+            while srv.is_running():
+                time.sleep(0.5)
+            print(f"the server exited: {srv.log_tail(3)}", file=sys.stderr)
+            _fail(1)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            srv.stop()
+        print("stopped", file=sys.stderr)
     finally:
         signal.signal(signal.SIGTERM, previous)
-        srv.stop()
-    print("stopped", file=sys.stderr)
 
 
 # -- entry point ------------------------------------------------------------------------------
