@@ -281,13 +281,18 @@ end
 
 # KEYS: [1] log, [2] v, [3] z, then nreg registries, then doomed keys (deleted first).
 # ARGV: [1] mode, [2] guard field or '', [3] expected last log id or '', [4] ttl ms or '',
-#       [5] inline max, [6] nreg, [7] ndoomed, then a member per registry, then n events:
+#       [5] inline max, [6] nreg, [7] ndoomed, [8] the run registries' key prefix, then
+#       per registry its member and its marker field in v ('' for the thread's own
+#       registries, 'r:<escaped run id>' for a run's), then n events:
 #       kind ('c', 'b', 'w'), entry id or '', value count m, the encoded event, its m
 #       values (rebuild mode: no event and no values; they are read from the log), then
 #       the view arguments of ``view_args``.
 # Modes: 'put' (a duplicate if the guard field exists), 'writes' (a duplicate if no
 # write would change a view), 'append' (copy), 'replace' (delete the thread, then
 # append: compaction), 'rebuild' (apply entries already in the log to v and z).
+# Registries are written when the thread (or a run of it) first appears, and with a TTL
+# whenever the thread registry's expiry would end before the thread's; a steady put
+# without TTL reads or writes no registry.
 # Reply: {1, id...}; {0} a duplicate; {-1, last id} the log moved on ([3]);
 # {-2, n} the thread's keys are incomplete (n of 3 exist): repair, then retry.
 THREAD_WRITE = LuaScript(
@@ -298,9 +303,10 @@ local LOG, V, Z = KEYS[1], KEYS[2], KEYS[3]
 local mode, guard, expected, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local inline, nreg, ndoomed = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local rebuild = mode == 'rebuild'
-local regs = {}
-for r = 1, nreg do regs[r] = ARGV[7 + r] end
-local i = 8 + nreg
+local runs_prefix = ARGV[8]
+local regs, markers = {}, {}
+for r = 1, nreg do regs[r], markers[r] = ARGV[7 + 2 * r], ARGV[8 + 2 * r] end
+local i = 9 + 2 * nreg
 -- parse every event before anything is read or written
 local evs = {}
 while i <= #ARGV do
@@ -355,6 +361,7 @@ local function call_chunked(cmd, key, args)
     redis.call(cmd, key, unpack(args, s, math.min(s + 5999, #args)))
   end
 end
+local present = 0
 if mode == 'replace' or rebuild then
   if expected ~= '' then
     local last = redis.call('XREVRANGE', LOG, '+', '-', 'COUNT', 1)
@@ -362,21 +369,21 @@ if mode == 'replace' or rebuild then
     if actual ~= expected then return {-1, actual} end
   end
 else
-  local present = redis.call('EXISTS', LOG, V, Z)
+  present = redis.call('EXISTS', LOG, V, Z)
   if present ~= 0 and present ~= 3 then return {-2, present} end
 end
-if not rebuild then
-  local t = redis.call('TYPE', LOG)['ok']
-  if t ~= 'none' and t ~= 'stream' then
-    return redis.error_reply('WRONGTYPE streamstate: ' .. LOG .. ' holds a ' .. t)
+-- Key types are proven before the first write: the log by XADD (the first write), v by
+-- the HMGET below (or a TYPE when there is nothing to read), z by a TYPE.
+local function need(key, kind)
+  local t = redis.call('TYPE', key)['ok']
+  if t ~= kind then
+    return redis.error_reply('WRONGTYPE streamstate: ' .. key .. ' holds a ' .. t ..
+      ', expected a ' .. kind)
   end
 end
-for _, kv in ipairs({{V, 'hash'}, {Z, 'zset'}}) do
-  local t = redis.call('TYPE', kv[1])['ok']
-  if t ~= 'none' and t ~= kv[2] and mode ~= 'replace' and not rebuild then
-    return redis.error_reply('WRONGTYPE streamstate: ' .. kv[1] .. ' holds a ' .. t ..
-      ', expected a ' .. kv[2])
-  end
+if present == 3 then
+  local err = need(Z, 'zset')
+  if err then return err end
 end
 
 -- the fields each event would write, and what they hold now
@@ -401,10 +408,16 @@ for _, ev in ipairs(evs) do
   end
 end
 if guard ~= '' then wanted[#wanted + 1] = guard end
+for r = 1, nreg do
+  if markers[r] ~= '' then wanted[#wanted + 1] = markers[r] end
+end
 local cur = {}
 if not fresh and #wanted > 0 then
   local got = hmget(V, wanted)
   for k = 1, #wanted do cur[wanted[k]] = got[k] end
+elseif present == 3 then
+  local err = need(V, 'hash')
+  if err then return err end
 end
 if guard ~= '' and cur[guard] then return {0} end
 
@@ -498,16 +511,47 @@ elseif ttl ~= '' then
   redis.call('PEXPIRE', Z, ttl)
 end
 if nreg > 0 then
-  local now = clock()
-  local want, expiry = now, 'inf'
-  if ttl ~= '' then
-    want = now + tonumber(ttl)
-    expiry = now + math.floor(tonumber(ttl) * 3 / 2)
+  -- the registry expiry: with a TTL, 1.5 TTL from now, refreshed once less than one TTL
+  -- is left, so a registry never drops a live thread
+  local ms = nil
+  if ttl ~= '' then ms = tonumber(ttl)
   elseif rebuild then
     local pttl = redis.call('PTTL', LOG)
-    if pttl > 0 then want = now + pttl; expiry = now + math.floor(pttl * 3 / 2) end
+    if pttl > 0 then ms = pttl end
   end
-  for r = 1, nreg do register(KEYS[3 + r], regs[r], now, want, expiry) end
+  local now, want, expiry, renew = 0, 0, 'inf', false
+  if ms then
+    now = clock()
+    want, expiry = now + ms, now + math.floor(ms * 3 / 2)
+    local s = redis.call('ZSCORE', KEYS[4], regs[1])
+    renew = (not s) or (s ~= 'inf' and tonumber(s) < want)
+  end
+  local marked = {}
+  for r = 1, nreg do
+    local m = markers[r]
+    local new = (m == '' and (present == 0 or fresh)) or (m ~= '' and not cur[m])
+    if renew or new then
+      if now == 0 then now = clock(); want = now end
+      register(KEYS[3 + r], regs[r], now, want, expiry)
+    end
+    if m ~= '' then
+      marked[m] = true
+      if not cur[m] then redis.call('HSET', V, m, '') end
+    end
+  end
+  if renew then  -- the thread's other runs must outlive it too
+    local cursor = '0'
+    repeat
+      local page = redis.call('HSCAN', V, cursor, 'MATCH', 'r:*', 'COUNT', 1000)
+      cursor = page[1]
+      for y = 1, #page[2], 2 do
+        local m = page[2][y]
+        if not marked[m] then
+          register(runs_prefix .. string.sub(m, 3), regs[1], now, want, expiry)
+        end
+      end
+    until cursor == '0'
+  end
 end
 return reply
 """,
@@ -825,8 +869,12 @@ def plan_write(
     """
     regs = [] if cluster else list(registries)
     ttl_arg = "" if ttl is None else ttl_ms(ttl)
-    args: list[Any] = [mode, guard, expected, ttl_arg, INLINE_MAX, len(regs), len(doomed)]
-    args += [member for _key, member in regs]
+    runs_prefix = f"{keys.prefix}:runs:"  # run_registry's keys
+    args: list[Any] = [mode, guard, expected, ttl_arg, INLINE_MAX, len(regs), len(doomed),
+                       runs_prefix]  # fmt: skip
+    for key, member in regs:
+        run = key[len(runs_prefix) :] if key.startswith(runs_prefix) else None
+        args += [member, "" if run is None else f"r:{run}"]
     for n, event in enumerate(events):
         kind, rest = view_args(event)
         if ids is not None:

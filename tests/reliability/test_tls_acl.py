@@ -45,7 +45,7 @@ APP_COMMANDS = [
     "zremrangebyscore", "zremrangebyrank",
     "sadd", "srem", "smembers", "smismember", "sscan", "sunion",
     "get", "mget", "set", "del", "unlink", "exists", "type", "pexpire", "pexpireat", "persist",
-    "time", "pttl", "zscan", "xinfo|stream",
+    "time", "pttl", "zscan", "hscan", "xinfo|stream",
     "ping", "client|setinfo",
 ]  # fmt: skip
 APP_RULE = [
