@@ -224,10 +224,11 @@ def session_label(session: Sequence[str]) -> str:
 class ThreadFold:
     """A thread's checkpoints rebuilt in memory from its log entries alone.
 
-    The rules are stated here a second time, apart from the views' ops and Lua, so that
+    The rules are stated here a second time, apart from the views' Lua, so that
     comparing a replay with ``get_tuple`` checks the views instead of repeating them:
-    the last put of a checkpoint wins, a channel value is kept once per version (the
-    first), a task's ordinary write is kept first-come while its special writes (error,
+    the last put of a checkpoint wins, so does the last value stored for a channel
+    version (as in LangGraph's InMemorySaver; versions are unique, so a value is stored
+    once), a task's ordinary write is kept first-come while its special writes (error,
     interrupt, resume, scheduled) are replaced, the newest checkpoint of a namespace is
     its greatest id.
     """
@@ -247,12 +248,12 @@ class ThreadFold:
             case CheckpointPut() as cp:
                 self.checkpoints[(cp.ns, cp.checkpoint_id)] = (entry.id, cp)
                 for b in cp.blobs:
-                    self.blobs.setdefault((cp.ns, b.channel, version_token(b.version)), b.value)
+                    self.blobs[(cp.ns, b.channel, version_token(b.version))] = b.value
                 if cp.checkpoint_id > self.latest.get(cp.ns, ""):
                     self.latest[cp.ns] = cp.checkpoint_id
             case BlobsPut() as bl:
                 for b in bl.blobs:
-                    self.blobs.setdefault((bl.ns, b.channel, version_token(b.version)), b.value)
+                    self.blobs[(bl.ns, b.channel, version_token(b.version))] = b.value
             case WritesPut() as wr:
                 task = self.writes.setdefault((wr.ns, wr.checkpoint_id), {})
                 for w in wr.writes:

@@ -209,20 +209,28 @@ class SaverCore:
                 )
             events: list[Event] = []
             ids: list[str] = []
+            stored: list[list[bytes]] = []
             after = "-"
             while True:
                 reply = yield logcore.plan_read(
                     self.keyspace, thread.session, after, last, count=500
                 )
                 entries = logcore.read_entries(reply, self.codec, label, strict=True)
+                values = logcore.stored_values(reply)
                 for e in entries:
                     if views.has_views(e.event):
                         events.append(e.event)
                         ids.append(e.id)
+                        stored.append(values[e.id])
                 if len(entries) < 500:
                     break
                 after = "(" + entries[-1].id
-            kwargs: dict[str, Any] = {"ids": ids, "expected": last, "ttl": None}
+            kwargs: dict[str, Any] = {
+                "ids": ids,
+                "stored": stored,
+                "expected": last,
+                "ttl": None,
+            }
             if target is not None:
                 kwargs["registries"] = []
                 call = views.plan_write(

@@ -64,6 +64,8 @@ INLINE_MAX = 64
 MAX_VALUES_PER_ENTRY = 2000
 """A server-side script passes at most ~8,000 values to one command (its C stack), so
 an event with more values is split into entries of at most this many."""
+_FIELD_NAMES = [str(k) for k in range(MAX_VALUES_PER_ENTRY)]
+"""Stream field names of an entry's values (``0``, ``1``, ...), made once."""
 SPECIAL_CHANNELS = frozenset({"__error__", "__scheduled__", "__interrupt__", "__resume__"})
 
 _encoder = msgspec.msgpack.Encoder()
@@ -205,19 +207,31 @@ def split_event(event: Event) -> list[Event]:
     return [event]
 
 
-def _blob_specs(ns_blobs: Sequence[Any]) -> list[str]:
-    # "!" marks a version without a value (LangGraph's "empty"): its reference is ""
-    return [
-        ("!" if b.value[0] == "empty" else "") + channel_spec(b.channel, b.version)
-        for b in ns_blobs
-    ]
+def value_ref(k: int, stored: Sequence[bytes], empty: bool) -> bytes | str:
+    """How the views name value ``k`` of an event whose stored values are ``stored``:
+    ``""`` for a version without a value, the value itself if small, else ``@k`` (the
+    script makes that ``<entry id>.k`` once the entry has its id)."""
+    if empty:
+        return ""
+    if len(stored[k]) <= INLINE_MAX:
+        return b"=%d|%s" % (len(stored[k]), stored[k])
+    return f"@{k}"
 
 
-def view_args(event: Event) -> tuple[str, list[Any]]:
-    """The event's kind for the view script, and what the script needs of it besides
-    its stored fields."""
+def _blob_args(ens: str, blobs: Sequence[Any], stored: Sequence[bytes]) -> list[Any]:
+    args: list[Any] = [len(blobs)]
+    for k, b in enumerate(blobs):
+        args += [f"b:{ens}:{channel_spec(b.channel, b.version)}",
+                 value_ref(k, stored, b.value[0] == "empty")]  # fmt: skip
+    return args
+
+
+def view_args(event: Event, stored: Sequence[bytes]) -> tuple[str, list[Any]]:
+    """The event's kind for the write script and the view fields it sets: names,
+    references (``stored``: the event's values as the log keeps them), records."""
     match event:
         case CheckpointPut():
+            ens = escape(event.ns)
             header = _encoder.encode(
                 [
                     event.filter,
@@ -226,29 +240,20 @@ def view_args(event: Event) -> tuple[str, list[Any]]:
                     event.run_id or "",
                 ]
             )
-            specs = _blob_specs(event.blobs)
-            return "c", [escape(event.ns), escape(event.checkpoint_id), event.checkpoint_id,
-                         header, len(specs), *specs]  # fmt: skip
+            record = f"c:{ens}:{escape(event.checkpoint_id)}"
+            member = f"c:{ens}:{event.checkpoint_id}"
+            return "c", [record, header, member, *_blob_args(ens, event.blobs, stored)]
         case BlobsPut():
-            specs = _blob_specs(event.blobs)
-            return "b", [escape(event.ns), len(specs), *specs]
+            return "b", _blob_args(escape(event.ns), event.blobs, stored)
         case WritesPut():
-            args: list[Any] = [escape(event.ns), escape(event.checkpoint_id),
-                               escape(event.task_id), len(event.writes)]  # fmt: skip
-            for w in event.writes:
-                meta = _encoder.encode([event.task_path, w.channel, digest(w.value)])
-                args += [w.idx, "1" if w.channel in SPECIAL_CHANNELS else "0", meta]
+            base = f"w:{escape(event.ns)}:{escape(event.checkpoint_id)}:{escape(event.task_id)}"
+            args: list[Any] = [len(event.writes)]
+            for k, w in enumerate(event.writes):
+                meta = b"|" + _encoder.encode([event.task_path, w.channel, digest(w.value)])
+                special = "1" if w.channel in SPECIAL_CHANNELS else "0"
+                args += [f"{base}:{w.idx}", special, value_ref(k, stored, False), meta]
             return "w", args
     raise TypeError(f"{type(event).__name__} is not a checkpoint event")
-
-
-def value_count(event: Event) -> int:
-    match event:
-        case CheckpointPut(blobs=blobs) | BlobsPut(blobs=blobs):
-            return len(blobs)
-        case WritesPut(writes=writes):
-            return len(writes)
-    return 0
 
 
 def has_views(event: Event) -> bool:
@@ -281,15 +286,20 @@ end
 
 # KEYS: [1] log, [2] v, [3] z, then nreg registries, then doomed keys (deleted first).
 # ARGV: [1] mode, [2] guard field or '', [3] expected last log id or '', [4] ttl ms or '',
-#       [5] inline max, [6] nreg, [7] ndoomed, [8] the run registries' key prefix, then
-#       per registry its member and its marker field in v ('' for the thread's own
-#       registries, 'r:<escaped run id>' for a run's), then n events:
-#       kind ('c', 'b', 'w'), entry id or '', value count m, the encoded event, its m
-#       values (rebuild mode: no event and no values; they are read from the log), then
-#       the view arguments of ``view_args``.
+#       [5] nreg, [6] ndoomed, [7] the run registries' key prefix, then per registry its
+#       member and its marker field in v ('' for the thread's own registries,
+#       'r:<escaped run id>' for a run's), then per event: kind ('c', 'b', 'w'), entry id
+#       ('' to append it), n, then n XADD arguments (field, value...; none when the
+#       entry is already in the log), then what ``view_args`` gives:
+#         c: record field, header, index member, nb, nb x (blob field, reference)
+#         b: nb, nb x (blob field, reference)
+#         w: nw, nw x (write field, special '1'/'0', reference, '|' .. meta)
+#       A reference '@k' stands for '<entry id>.k'; others are stored as they are.
 # Modes: 'put' (a duplicate if the guard field exists), 'writes' (a duplicate if no
 # write would change a view), 'append' (copy), 'replace' (delete the thread, then
 # append: compaction), 'rebuild' (apply entries already in the log to v and z).
+# The view rules: a record and a blob are set; an ordinary write is set if absent, a
+# special one overwritten; every record and write is a member of z.
 # Registries are written when the thread (or a run of it) first appears, and with a TTL
 # whenever the thread registry's expiry would end before the thread's; a steady put
 # without TTL reads or writes no registry.
@@ -301,53 +311,31 @@ THREAD_WRITE = LuaScript(
     + r"""
 local LOG, V, Z = KEYS[1], KEYS[2], KEYS[3]
 local mode, guard, expected, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local inline, nreg, ndoomed = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local rebuild = mode == 'rebuild'
-local runs_prefix = ARGV[8]
+local nreg, ndoomed, runs_prefix = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
+local fresh = mode == 'replace' or mode == 'rebuild'
 local regs, markers = {}, {}
-for r = 1, nreg do regs[r], markers[r] = ARGV[7 + 2 * r], ARGV[8 + 2 * r] end
-local i = 9 + 2 * nreg
--- parse every event before anything is read or written
+for r = 1, nreg do regs[r], markers[r] = ARGV[6 + 2 * r], ARGV[7 + 2 * r] end
+-- events as positions in ARGV: nothing is copied
 local evs = {}
+local i = 8 + 2 * nreg
 while i <= #ARGV do
-  local ev = {kind = ARGV[i], id = ARGV[i + 1], m = tonumber(ARGV[i + 2])}
-  i = i + 3
-  if not rebuild then
-    ev.fields = {'e', ARGV[i]}
-    for k = 0, ev.m - 1 do
-      ev.fields[#ev.fields + 1] = tostring(k)
-      ev.fields[#ev.fields + 1] = ARGV[i + 1 + k]
-    end
-    i = i + 1 + ev.m
-  end
-  if ev.kind == 'c' then
-    ev.ens, ev.ecid, ev.cid, ev.header = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-    local nb = tonumber(ARGV[i + 4])
-    ev.specs = {}
-    for k = 1, nb do ev.specs[k] = ARGV[i + 4 + k] end
-    i = i + 5 + nb
-  elseif ev.kind == 'b' then
-    ev.ens = ARGV[i]
-    local nb = tonumber(ARGV[i + 1])
-    ev.specs = {}
-    for k = 1, nb do ev.specs[k] = ARGV[i + 1 + k] end
-    i = i + 2 + nb
-  elseif ev.kind == 'w' then
-    ev.ens, ev.ecid, ev.etask = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-    local nw = tonumber(ARGV[i + 3])
-    ev.idx, ev.special, ev.meta = {}, {}, {}
-    i = i + 4
-    for k = 1, nw do
-      ev.idx[k], ev.special[k], ev.meta[k] = ARGV[i], ARGV[i + 1] == '1', ARGV[i + 2]
-      i = i + 3
-    end
+  local kind = ARGV[i]
+  local ev = {kind = kind, id = ARGV[i + 1], x0 = i + 3, nx = tonumber(ARGV[i + 2])}
+  i = i + 3 + ev.nx
+  if kind == 'c' then
+    ev.rec, ev.hdr, ev.member = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+    ev.n, ev.at, ev.step = tonumber(ARGV[i + 3]), i + 4, 2
+  elseif kind == 'b' then
+    ev.n, ev.at, ev.step = tonumber(ARGV[i]), i + 1, 2
+  elseif kind == 'w' then
+    ev.n, ev.at, ev.step = tonumber(ARGV[i]), i + 1, 4
   else
-    return redis.error_reply('ERR streamstate: unknown event kind ' .. tostring(ev.kind))
+    return redis.error_reply('ERR streamstate: unknown event kind ' .. tostring(kind))
   end
+  i = ev.at + ev.n * ev.step
   evs[#evs + 1] = ev
 end
 
--- reads (they also prove key types before the first write)
 local function hmget(key, fields)
   local out = {}
   for s = 1, #fields, 3000 do
@@ -361,8 +349,15 @@ local function call_chunked(cmd, key, args)
     redis.call(cmd, key, unpack(args, s, math.min(s + 5999, #args)))
   end
 end
+local function fail_type(key, t, kind)
+  return redis.error_reply('WRONGTYPE streamstate: ' .. key .. ' holds a ' .. t ..
+    ', expected a ' .. kind)
+end
+
+-- Reads, all before the first write. They prove the key types: the log's by XADD (the
+-- first write), v's by the HMGET (or a TYPE when there is nothing to read), z's by TYPE.
 local present = 0
-if mode == 'replace' or rebuild then
+if fresh then
   if expected ~= '' then
     local last = redis.call('XREVRANGE', LOG, '+', '-', 'COUNT', 1)
     local actual = (last[1] and last[1][1]) or ''
@@ -371,70 +366,47 @@ if mode == 'replace' or rebuild then
 else
   present = redis.call('EXISTS', LOG, V, Z)
   if present ~= 0 and present ~= 3 then return {-2, present} end
-end
--- Key types are proven before the first write: the log by XADD (the first write), v by
--- the HMGET below (or a TYPE when there is nothing to read), z by a TYPE.
-local function need(key, kind)
-  local t = redis.call('TYPE', key)['ok']
-  if t ~= kind then
-    return redis.error_reply('WRONGTYPE streamstate: ' .. key .. ' holds a ' .. t ..
-      ', expected a ' .. kind)
+  if present == 3 then
+    local t = redis.call('TYPE', Z)['ok']
+    if t ~= 'zset' then return fail_type(Z, t, 'zset') end
   end
 end
-if present == 3 then
-  local err = need(Z, 'zset')
-  if err then return err end
-end
-
--- the fields each event would write, and what they hold now
-local fresh = mode == 'replace' or rebuild
-local wanted, at = {}, {}
-for _, ev in ipairs(evs) do
-  ev.bfields, ev.wfields = {}, {}
-  if ev.kind == 'c' or ev.kind == 'b' then
-    for k, spec in ipairs(ev.specs) do
-      local s = spec
-      if string.byte(s, 1) == 33 then s = string.sub(s, 2) end
-      ev.bfields[k] = 'b:' .. ev.ens .. ':' .. s
-      wanted[#wanted + 1] = ev.bfields[k]
-    end
-  end
-  if ev.kind == 'w' then
-    local base = 'w:' .. ev.ens .. ':' .. ev.ecid .. ':' .. ev.etask .. ':'
-    for k, x in ipairs(ev.idx) do
-      ev.wfields[k] = base .. x
-      wanted[#wanted + 1] = ev.wfields[k]
-    end
-  end
-end
-if guard ~= '' then wanted[#wanted + 1] = guard end
+local wanted = {}
+if guard ~= '' then wanted[1] = guard end
 for r = 1, nreg do
   if markers[r] ~= '' then wanted[#wanted + 1] = markers[r] end
+end
+for _, ev in ipairs(evs) do
+  if ev.kind == 'w' then
+    for k = 0, ev.n - 1 do wanted[#wanted + 1] = ARGV[ev.at + 4 * k] end
+  end
 end
 local cur = {}
 if not fresh and #wanted > 0 then
   local got = hmget(V, wanted)
   for k = 1, #wanted do cur[wanted[k]] = got[k] end
 elseif present == 3 then
-  local err = need(V, 'hash')
-  if err then return err end
+  local t = redis.call('TYPE', V)['ok']
+  if t ~= 'hash' then return fail_type(V, t, 'hash') end
 end
 if guard ~= '' and cur[guard] then return {0} end
 
 local function meta_of(rec)
-  if not rec then return nil end
   local bar = string.find(rec, '|', 1, true)
-  if string.byte(rec, 1) == 61 then
-    return string.sub(rec, bar + 2 + tonumber(string.sub(rec, 2, bar - 1)))
+  if string.byte(rec, 1) == 61 then  -- '=': the reference is the value itself
+    return string.sub(rec, bar + 1 + tonumber(string.sub(rec, 2, bar - 1)))
   end
-  return string.sub(rec, bar + 1)
+  return string.sub(rec, bar)
 end
 if mode == 'writes' then
   local effective = false
   for _, ev in ipairs(evs) do
-    for k, f in ipairs(ev.wfields) do
-      local c = cur[f]
-      if not c or (ev.special[k] and meta_of(c) ~= ev.meta[k]) then effective = true end
+    for k = 0, ev.n - 1 do
+      local at = ev.at + 4 * k
+      local c = cur[ARGV[at]]
+      if not c or (ARGV[at + 1] == '1' and meta_of(c) ~= ARGV[at + 3]) then
+        effective = true
+      end
     end
   end
   if not effective then return {0} end
@@ -447,59 +419,46 @@ if fresh then
 end
 local reply = {1}
 local hset, zadd, written = {}, {}, {}
-local function ref(ev, id, k)
-  local value = ev.fields[2 + 2 * (k + 1)]
-  if value and #value <= inline then return '=' .. #value .. '|' .. value end
-  return id .. '.' .. k
-end
 for _, ev in ipairs(evs) do
   local id = ev.id
-  if rebuild then
-    local r = redis.call('XRANGE', LOG, id, id)
-    if not r[1] then return redis.error_reply('ERR streamstate: entry ' .. id .. ' is gone') end
-    local f = r[1][2]
-    local byname = {}
-    for y = 1, #f, 2 do byname[f[y]] = f[y + 1] end
-    ev.fields = {'e', byname['e']}
-    for k = 0, ev.m - 1 do
-      ev.fields[#ev.fields + 1] = tostring(k)
-      ev.fields[#ev.fields + 1] = byname[tostring(k)]
-    end
-  else
-    id = redis.call('XADD', LOG, '*', unpack(ev.fields))
+  if id == '' then
+    id = redis.call('XADD', LOG, '*', unpack(ARGV, ev.x0, ev.x0 + ev.nx - 1))
     reply[#reply + 1] = id
   end
-  for k, f in ipairs(ev.bfields) do
-    if not cur[f] and not written[f] then
-      written[f] = true
-      hset[#hset + 1] = f
-      if string.byte(ev.specs[k], 1) == 33 then hset[#hset + 1] = ''
-      else hset[#hset + 1] = ref(ev, id, k - 1) end
-    end
+  local function resolve(ref)
+    if string.byte(ref, 1) == 64 then return id .. '.' .. string.sub(ref, 2) end
+    return ref
   end
-  if ev.kind == 'c' then
-    local f = 'c:' .. ev.ens .. ':' .. ev.ecid
-    written[f] = true
-    hset[#hset + 1] = f
-    hset[#hset + 1] = id .. '|' .. ev.header
-    zadd[#zadd + 1] = 0
-    zadd[#zadd + 1] = 'c:' .. ev.ens .. ':' .. ev.cid
-  elseif ev.kind == 'w' then
-    for k, f in ipairs(ev.wfields) do
-      if ev.special[k] or (not cur[f] and not written[f]) then
+  if ev.kind == 'w' then
+    for k = 0, ev.n - 1 do
+      local at = ev.at + 4 * k
+      local f = ARGV[at]
+      if ARGV[at + 1] == '1' or (not cur[f] and not written[f]) then
         written[f] = true
         hset[#hset + 1] = f
-        hset[#hset + 1] = ref(ev, id, k - 1) .. '|' .. ev.meta[k]
+        hset[#hset + 1] = resolve(ARGV[at + 2]) .. ARGV[at + 3]
         zadd[#zadd + 1] = 0
         zadd[#zadd + 1] = f
       end
+    end
+  else
+    for k = 0, ev.n - 1 do
+      local at = ev.at + 2 * k
+      hset[#hset + 1] = ARGV[at]
+      hset[#hset + 1] = resolve(ARGV[at + 1])
+    end
+    if ev.kind == 'c' then
+      hset[#hset + 1] = ev.rec
+      hset[#hset + 1] = id .. '|' .. ev.hdr
+      zadd[#zadd + 1] = 0
+      zadd[#zadd + 1] = ev.member
     end
   end
 end
 if #hset > 0 then call_chunked('HSET', V, hset) end
 if #zadd > 0 then call_chunked('ZADD', Z, zadd) end
 
-if rebuild then
+if mode == 'rebuild' then
   local pttl = redis.call('PTTL', LOG)
   if pttl > 0 then
     redis.call('PEXPIRE', V, pttl)
@@ -515,7 +474,7 @@ if nreg > 0 then
   -- is left, so a registry never drops a live thread
   local ms = nil
   if ttl ~= '' then ms = tonumber(ttl)
-  elseif rebuild then
+  elseif mode == 'rebuild' then
     local pttl = redis.call('PTTL', LOG)
     if pttl > 0 then ms = pttl end
   end
@@ -853,6 +812,7 @@ def plan_write(
     events: Sequence[Event],
     *,
     ids: Sequence[str] | None = None,
+    stored: Sequence[Sequence[bytes]] | None = None,
     guard: str = "",
     expected: str = "",
     ttl: float | None = None,
@@ -862,26 +822,29 @@ def plan_write(
 ) -> ScriptCall:
     """A call of :data:`THREAD_WRITE` (see its comment for the modes).
 
-    ``ids`` are the events' entry ids in ``rebuild`` mode (the script reads their values
-    from the log); otherwise each event is sent with its stored fields. On a cluster the
+    ``ids`` are the events' entry ids when they are in the log already (``rebuild``),
+    with ``stored``, their values as the log keeps them; otherwise each event is sent
+    with its stored fields. On a cluster the
     registries live on other slots: they become :data:`REGISTER` calls run before the
     script (and skipped while a previous run still holds).
     """
     regs = [] if cluster else list(registries)
     ttl_arg = "" if ttl is None else ttl_ms(ttl)
     runs_prefix = f"{keys.prefix}:runs:"  # run_registry's keys
-    args: list[Any] = [mode, guard, expected, ttl_arg, INLINE_MAX, len(regs), len(doomed),
-                       runs_prefix]  # fmt: skip
+    args: list[Any] = [mode, guard, expected, ttl_arg, len(regs), len(doomed), runs_prefix]
     for key, member in regs:
         run = key[len(runs_prefix) :] if key.startswith(runs_prefix) else None
         args += [member, "" if run is None else f"r:{run}"]
     for n, event in enumerate(events):
-        kind, rest = view_args(event)
-        if ids is not None:
-            args += [kind, ids[n], value_count(event)]
+        if ids is not None:  # already in the log, with these stored values
+            kind, rest = view_args(event, stored[n] if stored is not None else ())
+            args += [kind, ids[n], 0]
         else:
             fields = encode_entry(codec, event)
-            args += [kind, "", len(fields) - 1, *fields]
+            kind, rest = view_args(event, fields[1:])
+            args += [kind, "", 2 * len(fields), "e", fields[0]]
+            for k, value in enumerate(fields[1:]):
+                args += [_FIELD_NAMES[k], value]
         args += rest
     call_keys = [*thread_keys(keys), *(key for key, _m in regs), *doomed]
     before: tuple[ScriptCall, ...] = ()

@@ -239,8 +239,7 @@ def test_registries_outlive_a_thread_that_keeps_writing(valkey_url: str) -> None
         parent = saver.put(parent, empty_checkpoint(), {"run_id": "new-run", "step": step}, {})
     assert client.zscore("ss:runs:old-run", f"t,{thread}") is not None
     assert client.zscore("ss:threads", f"t,{thread}") is not None
-    assert [t.metadata["step"] for t in saver.list(parent)][-1] == 0
+    every = {"configurable": {"thread_id": thread}}
+    assert [t.metadata["step"] for t in saver.list(every)][-1] == 0
     saver.delete_for_runs(["old-run"])
-    assert [t.metadata["step"] for t in saver.list({"configurable": {"thread_id": thread}})] == [
-        7, 6, 5, 4, 3, 2, 1
-    ]
+    assert [t.metadata["step"] for t in saver.list(every)] == [7, 6, 5, 4, 3, 2, 1]
