@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
@@ -84,14 +84,6 @@ def _settings(ctx: typer.Context, url: str | None, json_out: bool) -> Settings:
     return Settings(url or base.url, base.prefix, json_out or base.json)
 
 
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
-
-
 def _checked_url(url: str) -> str:
     """``url``, or a ConfigError naming what is wrong with it (a port that is no number)."""
     parts = urlsplit(url)
@@ -99,7 +91,9 @@ def _checked_url(url: str) -> str:
         try:
             parts.port  # noqa: B018 - parsing the port is the check
         except ValueError as exc:
-            raise ConfigError(f"bad port in URL {_redact(url)}: {exc}") from None
+            from streamstate.connection import redact_url
+
+            raise ConfigError(f"bad port in URL {redact_url(url)}: {exc}") from None
     return url
 
 
@@ -108,13 +102,15 @@ def _cluster_errors(url: str) -> Iterator[None]:
     """The cluster client's own exception (not a ValkeyError) as a streamstate error."""
     from valkey.exceptions import ValkeyClusterException
 
+    from streamstate.connection import redact_url
+
     try:
         yield
     except ValkeyClusterException as exc:
         message = " ".join(str(exc).split())
         if "cluster mode is not enabled" in message.lower():
             raise ConfigError(
-                f"{_redact(url)} asks for a cluster (?cluster=true) but the server is not a"
+                f"{redact_url(url)} asks for a cluster (?cluster=true) but the server is not a"
                 " Valkey Cluster (cluster mode is not enabled); drop ?cluster=true"
             ) from exc
         raise BackendUnavailable(message) from exc
@@ -140,13 +136,14 @@ def _embedded_url() -> str:
 def _audit(settings: Settings) -> Iterator[Any]:
     """An audit handle for the settings; a dead server is reported with its URL."""
     from streamstate.audit import connect
+    from streamstate.connection import redact_url
 
     url = _checked_url(settings.url or os.environ.get("STREAMSTATE_URL") or _embedded_url())
     try:
         with _cluster_errors(url), connect(url, prefix=settings.prefix) as audit:
             yield audit
     except BackendUnavailable as exc:
-        raise BackendUnavailable(f"cannot reach {_redact(url)}: {exc}") from exc
+        raise BackendUnavailable(f"cannot reach {redact_url(url)}: {exc}") from exc
 
 
 def _console() -> Console:

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import valkey
 import valkey.asyncio
@@ -24,6 +24,16 @@ def _check(url: str) -> str:
     if scheme not in SCHEMES:
         raise ConfigError(f"unsupported URL scheme {scheme!r} in {url!r}; use one of {SCHEMES}")
     return url
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``, fit to print or log."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostport}"))
 
 
 def wants_cluster(url: str, cluster: bool | None) -> tuple[str, bool]:

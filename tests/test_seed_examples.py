@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import boto3
 import pytest
@@ -129,7 +130,11 @@ class Seed:
     ) -> None:
         assert server.port is not None
         self.port = server.port
-        self.url = f"valkey://127.0.0.1:{server.port}"
+        # the server's URL (with its password) without the database: the docs' URLs
+        # keep theirs, and ttls() appends one
+        self.url = urlunsplit(urlsplit(server.url)._replace(path=""))
+        self.password = server.password
+        assert self.password and urlsplit(self.url).password == self.password
         self.emulator = emulator
         self.monkeypatch = monkeypatch
         self.tmp_path = tmp_path
@@ -196,14 +201,23 @@ class Seed:
         """Every key of a thread (or of a cache namespace) expires within ``seconds``.
 
         Keys with a hash tag are a thread's or a cache namespace's own; of the rest only
-        the saver's registries of sessions, actors and runs may live on (no TTL).
+        the registries may live on (no TTL): of threads, of a run's threads and of a
+        thread's actors, the stores' sessions, and layout 1's registries of actors and
+        runs (still read until migrated).
         """
         ttls = self.ttls(db)
         scoped = {key: ttl for key, ttl in ttls.items() if b"{" in key}
         assert scoped, "no keys were written"
         assert all(0 < ttl <= seconds * 1000 for ttl in scoped.values()), scoped
         lasting = [key for key, ttl in ttls.items() if key not in scoped and ttl == -1]
-        registries = (b"ss:sessions", b"ss:actors:", b"ss:run:")
+        registries = (
+            b"ss:threads",
+            b"ss:runs:",
+            b"ss:actors-of:",
+            b"ss:sessions",
+            b"ss:actors:",
+            b"ss:run:",
+        )
         assert all(key.startswith(registries) for key in lasting), lasting
 
     def valkey_saver(self, cls: type[ValkeySaver] = ValkeySaver) -> ValkeySaver:
@@ -554,8 +568,15 @@ def _tls_client(seed: Seed, block: Block) -> None:
     proxy = TlsProxy(seed.tmp_path / "dockers" / "stunnel" / "keys", seed.port)
     seed.later(proxy.close)
     seed.monkeypatch.chdir(work)
+    # the block builds its client from a host and port: give it our server's password
+    # (its URL-built clients get it with the URL); same line, so line numbers hold
+    port_line = "port=6666,"
+    assert block.source.count(port_line) == 1
     ran = seed.run(
-        block, names={"ValkeySaver": ValkeySaver}, placeholders={"6666": str(proxy.port)}
+        block,
+        names={"ValkeySaver": ValkeySaver},
+        placeholders={"6666": str(proxy.port)},
+        source=block.source.replace(port_line, f"{port_line} password={seed.password!r},"),
     )
     seed.later(ran["valkey_client"].close)
     assert ran["checkpointer"].client is ran["valkey_client"]

@@ -23,7 +23,7 @@ from rich.markup import escape
 
 from streamstate.adapters.valkey_saver import ValkeySaver
 from streamstate.audit import CLI_RETRY, ValkeyAudit
-from streamstate.connection import client_from_url
+from streamstate.connection import client_from_url, redact_url
 from streamstate.demo.agent import QUESTIONS, build_agent, calculator, user_message, weather
 from streamstate.server import ensure_server
 
@@ -94,9 +94,9 @@ def run_demo(
     if resolved is None:
         embedded = ensure_server()
         resolved = embedded.url
-        say(f"embedded valkey-server at {resolved} (data in {embedded.data_dir})")
+        say(f"embedded valkey-server at {redact_url(resolved)} (data in {embedded.data_dir})")
     else:
-        say(f"using {resolved}")
+        say(f"using {redact_url(resolved)}")
 
     client = client_from_url(resolved, socket_connect_timeout=5)
     try:
@@ -252,7 +252,7 @@ def _finish(
     if json_out:
         doc = {
             "ok": claims.ok,
-            "url": url,
+            "url": redact_url(url),
             "threads": threads or [],
             "fork": fork_id,
             "claims": [{"ok": ok, "claim": text} for ok, text in claims.made],

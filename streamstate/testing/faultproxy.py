@@ -147,7 +147,8 @@ class FaultProxy:
     """A threaded TCP proxy on loopback that injects faults.
 
     Args:
-        upstream: ``(host, port)`` of the server, or a ``valkey://``-style URL.
+        upstream: ``(host, port)`` of the server, or a ``valkey://``-style URL (whose
+            user and password, if any, :meth:`url` keeps).
         host: Address to listen on (loopback only).
         port: Port to listen on; 0 picks a free one.
         faults: Random faults to inject from the start (change with :meth:`set_faults`).
@@ -161,10 +162,13 @@ class FaultProxy:
         port: int = 0,
         faults: RandomFaults | None = None,
     ) -> None:
+        # "user:password" as the upstream URL spells it (still percent-encoded), or ""
+        self._userinfo = ""
         if isinstance(upstream, str):
             parts = urlsplit(upstream)
             if parts.hostname is None or parts.port is None:
                 raise ValueError(f"upstream URL needs a host and a port: {upstream!r}")
+            self._userinfo = parts.netloc.rpartition("@")[0]
             upstream = (parts.hostname, parts.port)
         _require_loopback(upstream[0])
         _require_loopback(host)
@@ -224,8 +228,9 @@ class FaultProxy:
         return (self.host, self.port)
 
     def url(self, scheme: str = "valkey", db: int = 0) -> str:
-        """A client URL through the proxy."""
-        return f"{scheme}://{self.host}:{self.port}/{db}"
+        """A client URL through the proxy, with the upstream URL's user and password."""
+        auth = f"{self._userinfo}@" if self._userinfo else ""
+        return f"{scheme}://{auth}{self.host}:{self.port}/{db}"
 
     @property
     def open_connections(self) -> int:

@@ -8,7 +8,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from streamstate.connection import redact_url
+from streamstate.server import EmbeddedServer
 from tests.cli.conftest import cli_env, run_cli, stop_embedded
 
 CLAIMS = (
@@ -46,7 +49,11 @@ def test_demo_starts_its_own_server_and_proves_its_claims(tmp_path: Path) -> Non
         elapsed = time.monotonic() - started
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert elapsed < 30, f"demo took {elapsed:.1f}s"
-        assert "embedded valkey-server at valkey://127.0.0.1:" in proc.stdout
+        # the URL is printed with its password redacted, and the password never shows
+        assert "embedded valkey-server at valkey://:***@127.0.0.1:" in proc.stdout
+        password = EmbeddedServer(data_dir).password
+        assert password, "the embedded server runs with a generated password"
+        assert password not in proc.stdout + proc.stderr
         for claim in CLAIMS:
             assert any(
                 line.startswith("✓") and claim in line for line in proc.stdout.splitlines()
@@ -66,6 +73,9 @@ def test_demo_json_on_a_given_server(valkey_url: str) -> None:
     assert result.code == 0, result.out + result.err
     doc = json.loads(result.out)
     assert doc["ok"] is True
+    password = urlsplit(valkey_url).password
+    assert password and password not in result.out + result.err
+    assert doc["url"] == redact_url(valkey_url)
     assert len(doc["threads"]) == 2
     assert doc["fork"] == doc["threads"][0] + "-fork"
     assert all(c["ok"] for c in doc["claims"])

@@ -231,10 +231,23 @@ def test_retries_ride_out_a_server_that_comes_up_late(tmp_path) -> None:
     """Connection refused for a while, then the server starts: the idempotent call succeeds."""
     import threading
 
+    from valkey.credentials import CredentialProvider
+
     from streamstate.server import EmbeddedServer
 
     server = EmbeddedServer(tmp_path, port=_closed_port())
-    client = valkey.Valkey(port=server.requested_port, socket_connect_timeout=0.2)
+
+    class ServerPassword(CredentialProvider):
+        """The server's password is generated when it starts: read it on each connect."""
+
+        def get_credentials(self) -> tuple[str]:
+            return (server.password or "",)
+
+    client = valkey.Valkey(
+        port=server.requested_port,
+        socket_connect_timeout=0.2,
+        credential_provider=ServerPassword(),
+    )
     log = ValkeyEventLog(
         client, retry=RetryPolicy(attempts=50, budget=20, initial_wait=0.05, max_wait=0.3)
     )
