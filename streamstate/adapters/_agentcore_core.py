@@ -87,7 +87,7 @@ from langgraph.store.base import (
     validate_op_namespace,
 )
 
-from streamstate.adapters._checkpoints import canonical, ns_of, writes_event
+from streamstate.adapters._checkpoints import canonical, ns_of, stored_filter, writes_event
 from streamstate.errors import CodecError, ConfigError
 from streamstate.eventlog._drive import Emit, Flow
 from streamstate.eventlog.agentcore import (
@@ -515,14 +515,15 @@ class SaverCore:
                     self._place(ch, ver, found[(ch, ver)], blobs, refs)
         meta = get_checkpoint_metadata(config, metadata)
         run_id = meta.get("run_id")
+        meta_typed = serde.dumps_typed(meta)
         event = CheckpointPut(
             ns=ns,
             checkpoint_id=checkpoint["id"],
             parent_id=parent,
             checkpoint=serde.dumps_typed(body),
-            metadata=serde.dumps_typed(meta),
+            metadata=meta_typed,
             blobs=blobs,
-            filter={k: canonical(v, serde) for k, v in meta.items()},
+            filter=stored_filter(meta_typed, serde),
             run_id=run_id if isinstance(run_id, str) and run_id else None,
             created_at=time.time(),
             versions=list(versions.items()),
@@ -653,7 +654,7 @@ class SaverCore:
                     seen.add((ev.ns, ev.checkpoint_id))
                     if before_id is not None and ev.checkpoint_id >= before_id:
                         continue
-                    if any(ev.filter.get(k) != v for k, v in wanted.items()):
+                    if any(ev.filter.get(k, "null") != v for k, v in wanted.items()):
                         continue
                     tup = yield from self.tuple_flow(thread, head, scanner.writes, cache, serde)
                     yield Emit([tup])

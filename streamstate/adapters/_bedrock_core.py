@@ -51,7 +51,13 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from streamstate.adapters._checkpoints import canonical, next_version, ns_of, writes_event
+from streamstate.adapters._checkpoints import (
+    canonical,
+    next_version,
+    ns_of,
+    stored_filter,
+    writes_event,
+)
 from streamstate.errors import ConfigError
 from streamstate.eventlog._drive import Emit, Flow
 from streamstate.eventlog.bedrock import (
@@ -309,7 +315,7 @@ class _Filter:
             return False
         if self.before is not None and event.checkpoint_id >= self.before:
             return False
-        return all(event.filter.get(k) == v for k, v in self.canon.items())
+        return all(event.filter.get(k, "null") == v for k, v in self.canon.items())
 
 
 # --------------------------------------------------------------------------- the core
@@ -348,14 +354,15 @@ class BedrockSaverCore:
         ]
         meta = get_checkpoint_metadata(config, metadata)
         run_id = meta.get("run_id")
+        meta_typed = serde.dumps_typed(meta)
         event = CheckpointPut(
             ns=ns,
             checkpoint_id=checkpoint["id"],
             parent_id=get_checkpoint_id(config),
             checkpoint=serde.dumps_typed(body),
-            metadata=serde.dumps_typed(meta),
+            metadata=meta_typed,
             blobs=blobs,
-            filter={k: canonical(v, serde) for k, v in meta.items()},
+            filter=stored_filter(meta_typed, serde),
             run_id=run_id if isinstance(run_id, str) else None,
             created_at=time.time(),
             versions=list(versions.items()),

@@ -7,11 +7,17 @@ I/O, no backend imports.
 
 from __future__ import annotations
 
+import math
+import numbers
 import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from datetime import time as dtime
+from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 import msgspec
 from langchain_core.runnables import RunnableConfig
@@ -26,7 +32,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from streamstate.errors import ConfigError
-from streamstate.eventlog.events import Blob, CheckpointPut, Write, WritesPut
+from streamstate.eventlog.events import Blob, CheckpointPut, Typed, Write, WritesPut
 
 _json = msgspec.json.Encoder(order="deterministic")
 
@@ -107,14 +113,178 @@ def ns_of(config: RunnableConfig) -> str:
 # -- values -----------------------------------------------------------------------
 
 
+#: The query form of a value that nothing stored can equal (a NaN anywhere in it, or a
+#: value the serializer cannot encode). No stored form is this string: a stored NaN is
+#: ``~nan``, and the other ``~`` forms carry brackets or a ``:``.
+NO_MATCH = "~nomatch"
+
+
+class _Unmatchable(Exception):
+    """Raised inside a query form: the query value equals nothing that can be stored."""
+
+
 def canonical(value: Any, serde: SerializerProtocol) -> str:
-    """A string equal for equal metadata values, so the server can compare filters."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
+    """The query form of a ``list(filter=...)`` value.
+
+    A checkpoint matches when the stored form of its metadata value (``stored_form``)
+    is this string; the forms are equal exactly when Python's ``==`` is, which is what
+    LangGraph's InMemorySaver compares: ``1``, ``1.0`` and ``True`` are one value (also
+    nested), ``b"x"`` is not ``"x"``, a datetime is not its ISO string, a tuple is not a
+    list. A NaN equals nothing, not even itself, so a query with a NaN anywhere in it
+    gets ``NO_MATCH``, a form no stored value has. ``None`` gives ``null``, which also
+    matches a missing key (the backends apply that rule).
+    """
     try:
-        return _json.encode(value).decode()
-    except (TypeError, msgspec.EncodeError):
-        kind, data = serde.dumps_typed(value)
+        return _Form(serde, query=True).of(value)
+    except _Unmatchable:
+        return NO_MATCH
+
+
+def stored_form(value: Any, serde: SerializerProtocol) -> str:
+    """What ``canonical`` is compared with: the form of a metadata value as the
+    serializer reads it back. A NaN in it gives ``~nan``, which no query form is."""
+    return _Form(serde, query=False).of(value)
+
+
+def stored_filter(metadata: Typed, serde: SerializerProtocol) -> dict[str, str]:
+    """The ``filter`` of a checkpoint event: the stored form of each top-level value of
+    its serialized metadata, read back first, since lists are compared against what the
+    serializer returns (msgpack gives a list for a tuple, for instance)."""
+    form = _Form(serde, query=False)
+    return {k: form.of(v) for k, v in serde.loads_typed(metadata).items()}
+
+
+def _json_float(value: float) -> str:
+    return _json.encode(value).decode()
+
+
+class _Form:
+    """One value's form: JSON where the value is JSON (so the forms of strings, ints,
+    ``None``, lists and string-keyed dicts are their compact JSON with sorted keys), and
+    ``~name(...)``, ``~name[...]``, ``~name{...}`` or ``~kind:hex`` elsewhere; every part
+    is self-delimiting, so different values cannot share a form."""
+
+    def __init__(self, serde: SerializerProtocol, *, query: bool) -> None:
+        self.serde = serde
+        self.query = query
+
+    def nan(self) -> str:
+        if self.query:
+            raise _Unmatchable
+        return "~nan"
+
+    def of(self, value: Any) -> str:
+        kind = type(value)
+        if kind is str:  # the common cases first
+            return _json.encode(value).decode()
+        if kind is int:
+            return str(value)
+        if value is None:
+            return "null"
+        if isinstance(value, str):
+            return _json.encode(str.__str__(value)).decode()
+        if isinstance(value, int):  # bool too: True == 1
+            return str(int(value))
+        if isinstance(value, float):
+            return self.real(value)
+        if isinstance(value, (bytes, bytearray, memoryview)):  # b"x" == bytearray(b"x")
+            return f"~bytes({bytes(value).hex()})"
+        if isinstance(value, list):
+            return "[" + ",".join(self.of(v) for v in value) + "]"
+        if isinstance(value, tuple):  # namedtuples too: they equal plain tuples
+            return "~tuple[" + ",".join(self.of(v) for v in value) + "]"
+        if isinstance(value, dict):
+            return self.mapping(value)
+        if isinstance(value, (set, frozenset)):  # set() == frozenset()
+            return "~set{" + ",".join(sorted(self.of(v) for v in value)) + "}"
+        if isinstance(value, datetime):
+            return self.datetime(value)
+        if isinstance(value, date):  # after datetime: a datetime never equals a date
+            return f"~date({value.isoformat()})"
+        if isinstance(value, dtime):
+            return self.time(value)
+        if isinstance(value, timedelta):
+            return f"~timedelta({value.days},{value.seconds},{value.microseconds})"
+        if isinstance(value, UUID):
+            return f"~uuid({value.hex})"
+        if isinstance(value, Decimal):
+            if value.is_nan():
+                return self.nan()
+            if value.is_infinite():
+                return self.real(float(value))
+            return self.ratio(*value.as_integer_ratio())
+        if isinstance(value, numbers.Rational):  # Fraction, and numpy-like integers
+            return self.ratio(int(value.numerator), int(value.denominator))
+        if isinstance(value, complex):
+            if math.isnan(value.real) or math.isnan(value.imag):
+                return self.nan()
+            if value.imag == 0:
+                return self.real(value.real)
+            return f"~complex({self.real(value.real)},{self.real(value.imag)})"
+        if isinstance(value, numbers.Real):  # numpy-like floats: compared exactly
+            return self.real(float(value))
+        return self.typed(value)
+
+    def real(self, value: float) -> str:
+        if math.isnan(value):
+            return self.nan()
+        if math.isinf(value):
+            return "~float(inf)" if value > 0 else "~float(-inf)"
+        if value.is_integer():
+            return str(int(value))
+        return _json_float(value)
+
+    def ratio(self, n: int, d: int) -> str:
+        """An exact rational in lowest terms: the int or float it equals, if any."""
+        if d == 1:
+            return str(n)
+        try:
+            f = n / d
+        except OverflowError:
+            return f"~rational({n}/{d})"
+        if f.as_integer_ratio() == (n, d):
+            return _json_float(f)
+        return f"~rational({n}/{d})"
+
+    def mapping(self, value: dict[Any, Any]) -> str:
+        if all(isinstance(k, str) for k in value):
+            # as msgspec's deterministic JSON orders them: by code point
+            keys = sorted((str.__str__(k), k) for k in value)
+            return "{" + ",".join(f"{self.of(s)}:{self.of(value[k])}" for s, k in keys) + "}"
+        entries = sorted(f"{self.of(k)}:{self.of(v)}" for k, v in value.items())
+        return "~dict{" + ",".join(entries) + "}"
+
+    def datetime(self, value: datetime) -> str:
+        offset = value.utcoffset()
+        if offset is None:  # naive: equal when the fields are (fold aside)
+            return f"~datetime({value.replace(fold=0).isoformat()})"
+        # aware: equal when the instants are
+        since = value.replace(tzinfo=None) - datetime.min - offset
+        return f"~datetime(Z{since // timedelta(microseconds=1)})"
+
+    def time(self, value: dtime) -> str:
+        offset = value.utcoffset()
+        if offset is None:
+            return f"~time({value.replace(fold=0).isoformat()})"
+        since = (
+            timedelta(
+                hours=value.hour,
+                minutes=value.minute,
+                seconds=value.second,
+                microseconds=value.microsecond,
+            )
+            - offset
+        )
+        return f"~time(Z{since // timedelta(microseconds=1)})"
+
+    def typed(self, value: Any) -> str:
+        """Any other type: its serialized bytes (equal objects of one type serialize alike)."""
+        try:
+            kind, data = self.serde.dumps_typed(value)
+        except (TypeError, ValueError):
+            if self.query:  # what cannot be serialized was never stored
+                raise _Unmatchable from None
+            raise
         return f"~{kind}:{data.hex()}"
 
 
@@ -156,14 +326,15 @@ def checkpoint_event(
         if not isinstance(key, str):
             raise ConfigError(f"metadata keys must be strings, got {type(key).__name__}: {key!r}")
     run_id = meta.get("run_id")
+    meta_typed = serde.dumps_typed(meta)
     return CheckpointPut(
         ns=ns_of(config),
         checkpoint_id=checkpoint["id"],
         parent_id=get_checkpoint_id(config),
         checkpoint=serde.dumps_typed(body),
-        metadata=serde.dumps_typed(meta),
+        metadata=meta_typed,
         blobs=blobs,
-        filter={k: canonical(v, serde) for k, v in meta.items()},
+        filter=stored_filter(meta_typed, serde),
         run_id=run_id if isinstance(run_id, str) else None,
         created_at=time.time(),
         versions=list(checkpoint["channel_versions"].items()),
