@@ -52,6 +52,7 @@ from streamstate.projections.checkpoints import (
     cp_field,
     decode_record,
     decode_write,
+    parse_write_field,
     spec_channel,
     split_event,
     thread_keys,
@@ -326,8 +327,7 @@ class SaverCore:
                     f"pending write {text(f)!r} points at a log entry that is gone "
                     "(was the log trimmed or evicted?)"
                 )
-            parts = text(f).split(":")
-            task_id, idx = unescape(parts[3]), int(parts[4])
+            task_id, idx = parse_write_field(text(f))
             task_path, channel = decode_write(rec)
             rows.append((task_id, idx, task_path, channel, self.codec.decode(v, Typed)))
         rows.sort(key=lambda r: writes_sort_key(r[2], r[0], r[1]))

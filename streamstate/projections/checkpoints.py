@@ -9,11 +9,13 @@ rebuilt view is the live view by construction.
 :func:`~streamstate.eventlog.keys.escape`, so ``:`` separates):
 
 * ``c:<ens>:<ecid>`` -> ``<entry id>|`` + msgpack ``[filter, [<ech>:<version>...],
-  parent, run]``: a checkpoint. Its head (the checkpoint and metadata) is field ``e`` of
-  its own log entry; every channel it has is listed by version.
+  parent, run, writes prefix]``: a checkpoint. Its head (the checkpoint and metadata)
+  is field ``e`` of its own log entry; every channel it has is listed by version.
 * ``b:<ens>:<ech>:<version>`` -> the value's reference, written once per version (an
   unchanged channel is never stored again); ``""`` for a version without a value.
-* ``w:<ens>:<ecid>:<etask>:<idx>`` -> the value's reference, ``|``, msgpack
+* ``w:<ens>:<cid>:<task>:<idx>`` (ids in :func:`compact_id` form, so the field stays
+  under the 64 bytes up to which Valkey keeps a small hash or zset compact) -> the
+  value's reference, ``|``, msgpack
   ``[task_path, channel, digest]``. Ordinary writes are inserted if absent; special
   channels (error, interrupt, resume, scheduled) overwrite.
 
@@ -23,8 +25,8 @@ without following a pointer.
 
 ``z`` (zset, score 0, ordered by member): ``c:<ens>:<raw cid>`` for every checkpoint
 (lexicographic order of the raw ids is LangGraph's order; the newest of a namespace is
-the last of its range) and ``w:<ens>:<ecid>:<etask>:<idx>`` for every write, so a
-checkpoint's writes are one range of ``z``.
+the last of its range) and every write's field, so a checkpoint's writes are one range
+of ``z``.
 
 The registries live outside the thread, in sorted sets scored by the time (ms) their
 member's thread expires (``inf`` without a TTL); each key expires with its last member.
@@ -32,7 +34,10 @@ member's thread expires (``inf`` without a TTL); each key expires with its last 
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import re
+import uuid
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
@@ -69,7 +74,7 @@ _FIELD_NAMES = [str(k) for k in range(MAX_VALUES_PER_ENTRY)]
 SPECIAL_CHANNELS = frozenset({"__error__", "__scheduled__", "__interrupt__", "__resume__"})
 
 _encoder = msgspec.msgpack.Encoder()
-_header_decoder = msgspec.msgpack.Decoder(tuple[dict[str, str], list[str], str, str])
+_header_decoder = msgspec.msgpack.Decoder(tuple[dict[str, str], list[str], str, str, str])
 _write_decoder = msgspec.msgpack.Decoder(tuple[str, str, str])
 
 
@@ -103,11 +108,22 @@ def actor_registry(keyspace: Keyspace, thread_id: str) -> str:
 # -- field names --------------------------------------------------------------------------
 
 
+_PADDED = re.compile(r"0*([1-9][0-9]*)(\.[0-9]+(?:\.[0-9]+)?)").fullmatch
+
+
 def version_token(version: str | int | float) -> str:
-    """A channel version as a field part; the type is kept so ``1`` and ``"1"`` differ."""
+    """A channel version as a field part; the type is kept so ``1`` and ``"1"`` differ.
+
+    LangGraph's string versions are a 32-digit zero-padded counter and a random
+    fraction; their token drops the padding (``p1.0.42...``), so a field stays under
+    the 64 bytes up to which Valkey keeps a small hash compact.
+    """
     if isinstance(version, bool):
         raise TypeError(f"channel versions cannot be bool: {version!r}")
     if isinstance(version, str):
+        padded = _PADDED(version) if len(version) > 32 and version[32] == "." else None
+        if padded is not None:
+            return "p" + padded.group(1) + padded.group(2)
         return "s" + escape(version)
     if isinstance(version, int):
         return f"i{version}"
@@ -116,11 +132,34 @@ def version_token(version: str | int | float) -> str:
 
 def parse_version_token(token: str) -> str | int | float:
     kind, rest = token[0], token[1:]
+    if kind == "p":
+        counter, dot, fraction = rest.partition(".")
+        return counter.zfill(32) + dot + fraction
     if kind == "s":
         return unescape(rest)
     if kind == "i":
         return int(rest)
     return float(unescape(rest))
+
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").fullmatch
+
+
+@lru_cache(maxsize=1 << 14)
+def compact_id(value: str) -> str:
+    """An id as a field part: a canonical UUID (LangGraph's checkpoint and task ids) as
+    ``!`` + 22 base64url characters, anything else escaped. ``!`` never survives
+    escaping, so the two forms cannot meet; a write's field then stays under 64 bytes."""
+    if _UUID(value) is not None:
+        return "!" + base64.urlsafe_b64encode(uuid.UUID(value).bytes).decode()[:22]
+    return escape(value)
+
+
+def expand_id(part: str) -> str:
+    """Invert :func:`compact_id`."""
+    if part.startswith("!"):
+        return str(uuid.UUID(bytes=base64.urlsafe_b64decode(part[1:] + "==")))
+    return unescape(part)
 
 
 @lru_cache(maxsize=1 << 16, typed=True)
@@ -146,6 +185,17 @@ def cp_field(ns: str, cid: str) -> str:
     return f"c:{escape(ns)}:{escape(cid)}"
 
 
+def writes_prefix(ns: str, cid: str) -> str:
+    """What every write field of a checkpoint starts with (before ``:<task>:<idx>``)."""
+    return f"w:{escape(ns)}:{compact_id(cid)}"
+
+
+def parse_write_field(field: str) -> tuple[str, int]:
+    """A write field's ``(task_id, idx)``."""
+    _w, _ens, _cid, task, idx = field.split(":")
+    return expand_id(task), int(idx)
+
+
 # -- stored records -----------------------------------------------------------------------
 
 
@@ -158,7 +208,7 @@ def split_record(rec: bytes) -> tuple[str, bytes]:
 def decode_record(rec: bytes) -> tuple[dict[str, str], list[str], str, str]:
     """A stored checkpoint record as ``(filter, channel specs, parent, run)``."""
     try:
-        return _header_decoder.decode(split_record(rec)[1])
+        return _header_decoder.decode(split_record(rec)[1])[:4]
     except (ValueError, msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise CodecError(f"corrupt checkpoint record: {exc}", stage="msgpack") from exc
 
@@ -238,6 +288,7 @@ def view_args(event: Event, stored: Sequence[bytes]) -> tuple[str, list[Any]]:
                     [channel_spec(ch, ver) for ch, ver in event.versions],
                     event.parent_id or "",
                     event.run_id or "",
+                    writes_prefix(event.ns, event.checkpoint_id),
                 ]
             )
             record = f"c:{ens}:{escape(event.checkpoint_id)}"
@@ -246,7 +297,7 @@ def view_args(event: Event, stored: Sequence[bytes]) -> tuple[str, list[Any]]:
         case BlobsPut():
             return "b", _blob_args(escape(event.ns), event.blobs, stored)
         case WritesPut():
-            base = f"w:{escape(event.ns)}:{escape(event.checkpoint_id)}:{escape(event.task_id)}"
+            base = f"{writes_prefix(event.ns, event.checkpoint_id)}:{compact_id(event.task_id)}"
             args: list[Any] = [len(event.writes)]
             for k, w in enumerate(event.writes):
                 meta = b"|" + _encoder.encode([event.task_path, w.channel, digest(w.value)])
@@ -633,8 +684,7 @@ local function header(rec)
   local p = string.find(rec, '|', 1, true)
   return cmsgpack.unpack(string.sub(rec, p + 1)), string.sub(rec, 1, p - 1)
 end
-local function writes_of(ens, ecid)
-  local p = 'w:' .. ens .. ':' .. ecid
+local function writes_of(p)
   local wf = redis.call('ZRANGEBYLEX', Z, '[' .. p .. ':', '(' .. p .. ';')
   if #wf == 0 then return {}, {}, {} end
   local wv = hmget(wf)
@@ -651,7 +701,7 @@ local function tuple_of(ens, ecid, rec)
     local refs = hmget(fields)
     for i = 1, #fields do blobs[i] = deref(refs[i]) end
   end
-  local wf, wv, wp = writes_of(ens, ecid)
+  local wf, wv, wp = writes_of(h[5])
   return {ens .. ':' .. ecid, rec, entry(id)['e'] or false, blobs, wf, wv, wp}
 end
 """
@@ -777,7 +827,7 @@ while parent ~= '' and left > 0 and n < limit do
   rec = redis.call('HGET', V, 'c:' .. ens .. ':' .. ecid)
   if not rec then break end
   local h = header(rec)
-  local wf, wv, wp = writes_of(ens, ecid)
+  local wf, wv, wp = writes_of(h[5])
   steps[#steps + 1] = {parent, wf, wv, wp}
   for _, spec in ipairs(h[2]) do
     local ch = string.sub(spec, 1, string.find(spec, ':', 1, true) - 1)

@@ -18,7 +18,14 @@ from langgraph.checkpoint.conformance import checkpointer_test, validate
 from streamstate import AsyncValkeySaver, ValkeySaver
 from streamstate.connection import async_client_from_url, client_from_url
 from streamstate.eventlog.valkey import RetryPolicy
-from streamstate.projections.checkpoints import THREAD_DELETE, thread_keys
+from streamstate.projections.checkpoints import (
+    GET_TUPLE,
+    LIST_PAGE,
+    REGISTER,
+    THREAD_DELETE,
+    THREAD_WRITE,
+    thread_keys,
+)
 from streamstate.testing.cluster import LocalCluster
 from tests.adapters.test_conformance import EXPECTED_TESTS, SyncFacade
 
@@ -95,7 +102,8 @@ def test_round_trip_budget_on_the_cluster(cluster: LocalCluster) -> None:
     saver.put_writes(first, [("x", 1)], "warm")
     saver.get_tuple(_cfg(thread))
     list(saver.list(_cfg(thread), limit=5))
-    client.script_load(THREAD_DELETE.source)  # on every primary, whatever ran before this test
+    for script in (THREAD_WRITE, THREAD_DELETE, GET_TUPLE, LIST_PAGE, REGISTER):
+        client.script_load(script.source)  # on every primary, whatever ran before this test
     inner = _script_inner_commands()
     ops = {
         "put": lambda: _put(saver, thread, first, 1),
