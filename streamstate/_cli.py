@@ -521,20 +521,25 @@ def rebuild(
                 {
                     "rebuilt": [{"session": r.session, "entries": r.entries} for r in done],
                     "skipped": [
-                        {"session": r.session, "reason": r.skipped, "trimmed": r.trimmed}
+                        {
+                            "session": r.session,
+                            "reason": r.skipped,
+                            "trimmed": r.trimmed,
+                            "unreadable": r.unreadable,
+                        }
                         for r in skipped
                     ],
                 }
             )
-            if any(r.trimmed for r in skipped):
+            if any(r.trimmed or r.unreadable for r in skipped):
                 _fail(1)
             return
         entries = sum(r.entries for r in done)
         console.print(f"rebuilt {len(done)} sessions from {entries} log entries")
         for r in skipped:
-            mark = "[red]✗[/]" if r.trimmed else "-"
+            mark = "[red]✗[/]" if r.trimmed or r.unreadable else "-"
             console.print(f"{mark} skipped {markup_escape(session_label(r.session))}: {r.skipped}")
-        if any(r.trimmed for r in skipped):
+        if any(r.trimmed or r.unreadable for r in skipped):
             _fail(1)
         return
     if s.json:
@@ -565,6 +570,44 @@ def rebuild(
         if report.skipped:
             names = ", ".join(session_label(x) for x in report.skipped[:5])
             console.print(f"skipped {len(report.skipped)} sessions with no known views ({names})")
+    if not report.ok:
+        _fail(1)
+
+
+@app.command()
+def migrate(
+    ctx: typer.Context,
+    url: UrlOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Move every thread still in key layout 1 to the current layout and drop layout 1's keys.
+
+    Savers already convert a layout-1 thread when they first touch it; this converts all
+    of them at once. A thread whose log cannot be replayed is left as it was and
+    reported (exit 1). Running it again is harmless.
+    """
+    from streamstate.audit import session_label
+
+    s = _settings(ctx, url, json_out)
+    console = _console()
+    with _audit(s) as audit:
+        report = audit.migrate()
+    if s.json:
+        _emit_json(
+            {
+                "ok": report.ok,
+                "migrated": report.migrated,
+                "failed": [{"session": f[0], "reason": f[1]} for f in report.failed],
+                "registries_dropped": report.registries_dropped,
+            }
+        )
+    else:
+        console.print(
+            f"migrated {len(report.migrated)} threads to key layout 2; "
+            f"dropped {report.registries_dropped} layout-1 registries"
+        )
+        for session, reason in report.failed:
+            console.print(f"[red]✗[/] {markup_escape(session_label(session))}: {reason}")
     if not report.ok:
         _fail(1)
 

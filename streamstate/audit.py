@@ -133,6 +133,8 @@ class RebuildResult:
     """Why the session was left alone (no known views, a trimmed log), else ``None``."""
     trimmed: bool = False
     """The log was trimmed: rebuilding would have dropped state the views still hold."""
+    unreadable: bool = False
+    """An entry of the log cannot be decoded (named in ``skipped``): views left as they were."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -871,7 +873,8 @@ class ValkeyAudit:
                 except _NoViews:
                     result = RebuildResult(session, 0, "no known views for this kind of session")
                 except (CodecError, ThreadDamaged) as exc:
-                    result = RebuildResult(session, 0, f"the log cannot be replayed: {exc}")
+                    reason = f"the log cannot be replayed: {exc}"
+                    result = RebuildResult(session, 0, reason, unreadable=True)
             results.append(result)
             if progress is not None:
                 progress(result)

@@ -96,3 +96,46 @@ def test_rebuild_refuses_a_trimmed_log(
     assert result.code == 1, result.out + result.err
     assert f"skipped t/{threads[0]}: the log was trimmed (3 of" in result.out
     assert client.hgetall(keys.view("v")) == before
+
+
+def test_rebuild_leaves_views_of_an_unreadable_log_untouched(
+    valkey_url: str, client: valkey.Valkey, loaded: tuple[str, list[str]]
+) -> None:
+    """A foreign entry in a thread's log: rebuild reports it by id and changes nothing."""
+    prefix, threads = loaded
+    keys = ValkeySaver(client, prefix=prefix).log.keyspace.session(("t", threads[2]))
+    views = [keys.view("v"), keys.view("z")]
+    client.hdel(keys.view("v"), next(f for f in client.hkeys(keys.view("v")) if f[:2] == b"c:"))
+    before = {k: client.dump(k) for k in views}
+    foreign = client.xadd(keys.log, {"e": b"not an event"}).decode()
+    result = _cli(valkey_url, prefix, "rebuild", "--session", threads[2], "--json")
+    assert result.code == 1, result.out + result.err
+    [skipped] = json.loads(result.out)["skipped"]
+    assert skipped["unreadable"] is True and foreign in skipped["reason"]
+    assert {k: client.dump(k) for k in views} == before
+
+
+def test_rebuild_keeps_a_thread_ttl(valkey_url: str, client: valkey.Valkey) -> None:
+    prefix = f"ttl{uuid.uuid4().hex[:6]}"
+    saver = ValkeySaver(client, prefix=prefix, ttl=600)
+    run_agent(build_agent(saver), "ttl-thread", 0)
+    keys = saver.log.keyspace.session(("t", "ttl-thread"))
+    result = _cli(valkey_url, prefix, "rebuild", "--session", "ttl-thread")
+    assert result.code == 0, result.out + result.err
+    for key in (keys.log, keys.view("v"), keys.view("z")):
+        assert 0 < client.pttl(key) <= 600_000, key
+    saver.delete_thread("ttl-thread")
+
+
+def test_migrate_on_a_current_layout_is_a_no_op(
+    valkey_url: str, loaded: tuple[str, list[str]]
+) -> None:
+    prefix, _threads = loaded
+    result = _cli(valkey_url, prefix, "migrate", "--json")
+    assert result.code == 0, result.out + result.err
+    assert json.loads(result.out) == {
+        "ok": True,
+        "migrated": [],
+        "failed": [],
+        "registries_dropped": 0,
+    }
