@@ -10,13 +10,14 @@ what needs I/O and receives the replies:
 Round trips of one batch: gets, filter searches and namespace listings share one read
 script; vector searches join it (the same script first checks that the in-process
 vector index has seen the whole log, and hands back what it missed); all puts and
-deletes are one atomic append. Reads run before writes, as in LangGraph's
-``InMemoryStore``.
+deletes are one atomic write script, which also reclaims what they supersede and does a
+bounded share of the sweep and of a repack (``streamstate.projections.items``). Reads
+run before writes, as in LangGraph's ``InMemoryStore``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone, tzinfo
 from typing import Any, Literal
@@ -46,10 +47,10 @@ from typing_extensions import NotRequired
 from streamstate.errors import ConfigError
 from streamstate.eventlog._drive import Flow
 from streamstate.eventlog.codec import Codec
-from streamstate.eventlog.events import FieldVector, ItemDeleted, ItemPut
+from streamstate.eventlog.events import FieldVector, ItemDeleted, ItemPut, LogEntry
 from streamstate.eventlog.keys import Keyspace, SessionKeys
 from streamstate.eventlog.valkey import _core as logcore
-from streamstate.eventlog.valkey._core import Command, ScriptCall
+from streamstate.eventlog.valkey._core import Command, ScriptCall, check_payload
 from streamstate.eventlog.valkey.scripts import LuaScript
 from streamstate.projections import items as views
 from streamstate.projections.vectors import IndexSpec, Ranked, VectorIndex, snapshot_key
@@ -57,6 +58,8 @@ from streamstate.projections.vectors import IndexSpec, Ranked, VectorIndex, snap
 DEFAULT_COLLECTION = "default"
 CATCH_UP_PAGE = 1000
 """Log entries handed back per read when the vector index is behind."""
+MAINTAIN_PAGE = 1000
+"""Expired items examined, or entries copied, per call of ``compact`` and ``sweep``."""
 SNAPSHOT_EVERY = 10_000
 """Default: write the vector index snapshot after this many newly applied entries."""
 _RANGE_OPS = {"$gt": "gt", "$gte": "ge", "$lt": "lt", "$lte": "le"}
@@ -145,8 +148,8 @@ class StoreSettings:
 
     @property
     def view_keys(self) -> list[str]:
-        """KEYS of the read script: the log, then the item views."""
-        return [self.keys.log, *views.ItemsProjection().view_keys(self.keys)]
+        """KEYS of the read script: the log, the item views, the refreshed expiries."""
+        return views.read_keys(self.keys)
 
 
 def resolve_settings(
@@ -159,8 +162,19 @@ def resolve_settings(
     """
     if ttl is not None:
         default = ttl.get("default_ttl")
-        if default is not None and (not isinstance(default, (int, float)) or default < 0):
+        if default is not None and (
+            isinstance(default, bool) or not isinstance(default, (int, float)) or default < 0
+        ):
             raise ConfigError(f"ttl['default_ttl'] must be minutes >= 0, got {default!r}")
+        given: dict[str, Any] = dict(ttl)
+        for flag in ("refresh_on_read", "omit_expired"):
+            if flag in given and not isinstance(given[flag], bool):
+                raise ConfigError(f"ttl[{flag!r}] must be True or False, got {given[flag]!r}")
+        every = given.get("sweep_interval_minutes")
+        if every is not None and (
+            isinstance(every, bool) or not isinstance(every, (int, float)) or every <= 0
+        ):
+            raise ConfigError(f"ttl['sweep_interval_minutes'] must be minutes > 0, got {every!r}")
     index = dict(index or {})
     collection = index.get("collection_name", DEFAULT_COLLECTION)
     if not isinstance(collection, str) or not collection:
@@ -382,11 +396,13 @@ def events_for_puts(
 def read_item(
     m: bytes, rec: bytes, created: bytes, tz: tzinfo, score: float | None = None, *, search: bool
 ) -> Item:
-    """An item from its view record (see ``projections.items``)."""
-    _, updated_at, _, _ = views.RECORD.unpack_from(rec)
-    value = msgspec.msgpack.decode(rec[views.RECORD.size :])
+    """An item from its view record and ``created`` value (see ``projections.items``)."""
+    _, body = views.split_ref(rec)
+    _, updated_at, _, _ = views.RECORD.unpack_from(body)
+    value = msgspec.msgpack.decode(body[views.RECORD.size :])
     ns, key = views.split_member(m)
-    created_at = float(created) if created else updated_at
+    made = views.created_at(created)
+    created_at = updated_at if made is None else made
     c = datetime.fromtimestamp(created_at, tz)
     u = datetime.fromtimestamp(updated_at, tz)
     if search:
@@ -412,6 +428,18 @@ class _VectorRead:
     ranked: Ranked = field(default_factory=lambda: Ranked([], True))
 
 
+@dataclass(frozen=True)
+class Compaction:
+    """What :meth:`StoreCore.compact` did."""
+
+    swept: int
+    """Expired items removed (views and log entries)."""
+    unreferenced: int
+    """Log entries no view named, deleted (``full`` only)."""
+    entries: int
+    """Entries the log holds afterwards."""
+
+
 @dataclass
 class StoreCore:
     """Everything the sync and async stores share: settings, planner, vector index.
@@ -419,14 +447,18 @@ class StoreCore:
     Args:
         settings: From :func:`resolve_settings`.
         keyspace: The log's keyspace.
-        codec: The log's codec (decodes entries handed back for catch-up).
-        plan_append: The log's append planner (``_LogConfig.plan_append``).
+        codec: The log's codec (encodes events, decodes entries handed back for catch-up).
+        cluster: The client is a cluster client (the session registry is on another slot).
+        register: Add the store session to the keyspace's session registry.
+        max_payload_bytes: Refuse larger writes before sending them (``None``: no limit).
     """
 
     settings: StoreSettings
     keyspace: Keyspace
     codec: Codec
-    plan_append: Callable[..., ScriptCall]
+    cluster: bool = False
+    register: bool = True
+    max_payload_bytes: int | None = None
     vectors: VectorIndex | None = None
     """The in-process vector index, loaded by the first vector search (or ``setup``)."""
 
@@ -464,6 +496,47 @@ class StoreCore:
             if len(entries) < CATCH_UP_PAGE:
                 break
         yield from self._maybe_save()
+
+    def compact(self, *, full: bool = False) -> Flow[Compaction]:
+        """Reclaim now what writes reclaim bit by bit: sweep every expired item, then
+        repack the log (tombstones go, live entries are copied into a fresh stream).
+
+        With ``full``, first read the whole log and delete every entry no view names
+        (an item whose views were written before they named entry ids keeps all of its
+        entries: rebuild such a store's views once). Each step is one bounded script
+        that checks what it deletes when it runs, so writes may go on meanwhile.
+        """
+        unreferenced = 0
+        if full:
+            session = self.settings.session
+            after = "-"
+            while True:
+                reply = yield logcore.plan_read(self.keyspace, session, after, count=CATCH_UP_PAGE)
+                if not reply:
+                    break
+                entries, _ = logcore.read_entries_skipping(reply, self.codec, session, strict=False)
+                candidates = [c for c in map(_candidate, entries) if c is not None]
+                if candidates:
+                    unreferenced += (yield from self._maintain(0, 0, False, candidates))[1]
+                if len(reply) < CATCH_UP_PAGE:
+                    break
+                after = "(" + logcore.text(reply[-1][0])
+        swept = yield from self.sweep()
+        start = True
+        while True:
+            _, _, busy, _, length = yield from self._maintain(0, MAINTAIN_PAGE, start)
+            start = False
+            if not busy:
+                return Compaction(swept, unreferenced, length)
+
+    def sweep(self) -> Flow[int]:
+        """Remove every expired item (views and log entries); returns how many."""
+        swept = 0
+        while True:
+            n, _, _, done, _ = yield from self._maintain(MAINTAIN_PAGE, 0, False)
+            swept += n
+            if done:
+                return swept
 
     def save_vectors(self, *, force: bool = False) -> Flow[bool]:
         """Write the vector index snapshot if it has unsaved entries (or ``force``)."""
@@ -503,7 +576,8 @@ class StoreCore:
                 plain.append((i, op))
         while plain or vector:
             index = self.vectors if vector else None
-            args: list[Any] = [index.last_id if index is not None else "", CATCH_UP_PAGE]
+            seen = index.last_id if index is not None else ""
+            args: list[Any] = [seen, CATCH_UP_PAGE]
             args += [self._encode_plain(op) for _, op in plain]
             for v in vector.values():
                 args.append(self._encode_vector(v))
@@ -521,6 +595,8 @@ class StoreCore:
             plain = []
             for i, v in list(vector.items()):
                 answer = next(answers)
+                if answer[2]:
+                    self._index().forget(answer[2], seen)
                 matched = int(answer[0])
                 if matched >= v.op.offset + v.op.limit or v.ranked.exhausted:
                     results[i] = self._read_vector(v, answer)
@@ -583,7 +659,7 @@ class StoreCore:
         scores = dict(v.ranked.items)
         n_scored = int(answer[1])
         out = []
-        for j, (m, rec, c) in enumerate(_triples(answer[2:])):
+        for j, (m, rec, c) in enumerate(_triples(answer[3:])):
             score = scores[m] if j < n_scored else None
             out.append(read_item(m, rec, c, tz, score, search=True))  # type: ignore[arg-type]
         return out  # type: ignore[return-value]
@@ -594,12 +670,54 @@ class StoreCore:
         texts, per_put = texts_to_embed(self.settings, puts)
         vectors = (yield EmbedDocuments(texts)) if texts else []
         events = events_for_puts(self.settings, puts, texts, vectors, per_put, now)
-        # A retried append whose puts all landed changes nothing: skip_if_noop makes it
-        # a duplicate (each put rewrites its record with a new updated_at, so a first
-        # attempt is never a no-op). Delete-only batches cannot be told apart that way.
+        logcore.read_append((yield self.plan_write(events)))
+
+    def plan_write(self, events: Sequence[ItemPut | ItemDeleted]) -> ScriptCall:
+        """The write script call of a batch's events (see ``STORE_WRITE``).
+
+        Retrying it is safe: a retry whose puts all landed is a duplicate (each put
+        rewrites its record with a new ``updated_at``, so a first attempt never is), and
+        a delete of an item that is gone writes nothing.
+        """
+        sk = self.settings.keys
+        keys = views.write_keys(sk)
+        before: tuple[Command, ...] = ()
+        if self.register and self.cluster:
+            before = (Command(("SADD", self.keyspace.sessions, sk.tag)),)
+        elif self.register:
+            keys.append(self.keyspace.sessions)
+        births = self.codec.cipher is None  # a birth entry is stored unencrypted
         any_put = any(isinstance(e, ItemPut) for e in events)
-        call = self.plan_append(self.settings.session, events, skip_if_noop=any_put)
-        logcore.read_append((yield call))
+        args: list[Any] = ["1" if any_put else "0", sk.tag, len(events)]
+        for event in events:
+            m = views.member(event.namespace, event.key)
+            (entry,) = logcore.encode_entry(self.codec, event)
+            if isinstance(event, ItemPut):
+                ttl = event.ttl_minutes
+                expiry = "" if ttl is None else views.expiry_ms(event.updated_at, ttl)
+                birth = views.birth_prefix(event) if births else b""
+                args += ["p", m, entry, views.record(event), repr(event.created_at), expiry, birth]
+            else:
+                args += ["d", m, entry]
+        call = ScriptCall(views.STORE_WRITE, keys, args, idempotent=True, before=before)
+        check_payload(call, self.max_payload_bytes)
+        return call
+
+    def _maintain(
+        self,
+        sweep: int,
+        copy: int,
+        start: bool,
+        candidates: Sequence[tuple[str, bytes, str]] = (),
+    ) -> Flow[tuple[int, int, bool, bool, int]]:
+        """One ``STORE_MAINTAIN`` call: (swept, deleted, repacking, sweep done, length)."""
+        args: list[Any] = [sweep, copy, "1" if start else "0"]
+        for entry_id, m, kind in candidates:
+            args += [entry_id, m, kind]
+        keys = views.write_keys(self.settings.keys)
+        reply = yield ScriptCall(views.STORE_MAINTAIN, keys, args)
+        swept, deleted, busy, done, length = (int(x) for x in reply)
+        return swept, deleted, bool(busy), bool(done), length
 
     # -- the vector index ------------------------------------------------------------
 
@@ -620,6 +738,16 @@ class StoreCore:
         index = self.vectors
         if index is not None and index.unsaved >= self.settings.snapshot_every:
             yield from self.save_vectors()
+
+
+def _candidate(entry: LogEntry) -> tuple[str, bytes, str] | None:
+    """A log entry as a maintenance candidate: (entry id, member, 'p' or 'd')."""
+    event = entry.event
+    if isinstance(event, ItemPut):
+        return entry.id, views.member(event.namespace, event.key), "p"
+    if isinstance(event, ItemDeleted):
+        return entry.id, views.member(event.namespace, event.key), "d"
+    return None
 
 
 def _hash(reply: Any) -> dict[bytes, bytes]:

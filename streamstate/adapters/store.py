@@ -3,7 +3,10 @@
 Every put and delete is an event (``ItemPut`` / ``ItemDeleted``) on the stream of the
 store's session, ``("store", collection_name)``; the item views are updated in the same
 atomic script (``streamstate.projections.items``) and the vector index is an in-process
-projection of the same stream (``streamstate.projections.vectors``).
+projection of the same stream (``streamstate.projections.vectors``). The same script
+deletes the entries a write supersedes and, a bounded share per write, sweeps expired
+items and repacks the stream, so the log holds what is live and stays the source of
+truth for it.
 
 Both classes run the same flows from ``_store_core``; a shell only executes them (log
 calls, and embeddings through the sync or the async API). Methods appear in the same
@@ -23,14 +26,19 @@ import valkey.asyncio
 from langgraph.store.base import BaseStore, Op, Result, TTLConfig
 
 from streamstate.adapters import _store_core as core
-from streamstate.adapters._store_core import EmbedDocuments, EmbedQueries, ValkeyIndexConfig
+from streamstate.adapters._store_core import (
+    Compaction,
+    EmbedDocuments,
+    EmbedQueries,
+    ValkeyIndexConfig,
+)
 from streamstate.connection import async_client_from_url, client_from_url, url_or_conn_string
 from streamstate.eventlog._drive import acomplete, complete
 from streamstate.eventlog.keys import Keyspace
 from streamstate.eventlog.valkey import AsyncValkeyEventLog, ValkeyEventLog
 from streamstate.projections.items import ItemsProjection
 
-__all__ = ["AsyncValkeyStore", "ValkeyIndexConfig", "ValkeyStore"]
+__all__ = ["AsyncValkeyStore", "Compaction", "ValkeyIndexConfig", "ValkeyStore"]
 
 
 class _StoreConfig(BaseStore):
@@ -48,7 +56,14 @@ class _StoreConfig(BaseStore):
         self.index_config = index
         self.ttl_config = ttl
         self.embeddings = settings.embeddings
-        self._core = core.StoreCore(settings, log.keyspace, log.codec, log.plan_append)
+        self._core = core.StoreCore(
+            settings,
+            log.keyspace,
+            log.codec,
+            cluster=log.cluster,
+            register=log.register_sessions,
+            max_payload_bytes=log.max_payload_bytes,
+        )
 
     @property
     def session(self) -> tuple[str, str]:
@@ -59,12 +74,36 @@ class _StoreConfig(BaseStore):
 class ValkeyStore(_StoreConfig):
     """A LangGraph ``BaseStore`` whose puts and deletes are events on a Valkey stream.
 
+    Every ``get``, ``put``, ``delete``, filtered ``search`` and ``list_namespaces`` is
+    one round trip (a batch of them too; a vector search adds one when the in-process
+    index must catch up with other processes' writes).
+
+    TTL (``supports_ttl``): ``ttl={"default_ttl": minutes, "refresh_on_read": True}``
+    as LangGraph's ``TTLConfig``. ``default_ttl`` applies to puts that do not pass
+    ``ttl=`` (``ttl=None`` means no expiry); an item expires that many minutes after it
+    was last written or, with refresh, read. ``refresh_on_read`` (default ``True``, as
+    in LangGraph) is what ``get`` and ``search`` do when their ``refresh_ttl`` is left
+    ``None``; ``refresh_ttl=True`` / ``False`` overrides it per call. A refreshing read
+    extends the TTL of the items it returns (not those an offset skips) in the same
+    round trip as the read; ``updated_at`` is unchanged, items without a TTL are
+    ignored. Expired items are never returned nor listed (``omit_expired`` is always
+    on), even before they are swept. A read is not an event: the log keeps each put's
+    own expiry and the store keeps read extensions beside the views, where a rebuild
+    leaves them.
+
+    Reclaiming: overwritten, deleted and expired items leave nothing behind. A write
+    deletes from the stream the entries it supersedes; a delete leaves only a small
+    tombstone for tails and other processes' vector indexes; writes sweep a few expired
+    items each (``sweep_ttl`` sweeps them all, ``TTLConfig["sweep_interval_minutes"]``
+    is accepted but not needed), and once the deleted entries outnumber the live ones
+    they repack the stream a bounded step at a time, keeping entry ids. ``compact``
+    does all of it at once. Rebuilding the views from the log gives the live views.
+
     Args:
         client: A ``valkey.Valkey`` client created with ``decode_responses=False``.
         index: Semantic search settings (``dims``, ``embed``, ``fields``, ...); without
             it, ``search`` filters but does not rank by similarity.
-        ttl: ``default_ttl`` (minutes) and ``refresh_on_read``; expired items are never
-            returned.
+        ttl: ``default_ttl`` (minutes), ``refresh_on_read`` (see above).
         keyspace: Key prefix (default ``ss``).
 
     Raises:
@@ -136,6 +175,22 @@ class ValkeyStore(_StoreConfig):
     def save_vectors(self, *, force: bool = False) -> bool:
         """Write the vector index snapshot now; False if nothing was written."""
         return complete(self._core.save_vectors(force=force), self._run)
+
+    def sweep_ttl(self) -> int:
+        """Remove every expired item now (views and log entries); returns how many.
+
+        Writes already sweep a few each; this is for a store nobody writes to.
+        """
+        return complete(self._core.sweep(), self._run)
+
+    def compact(self, *, full: bool = False) -> Compaction:
+        """Sweep expired items and repack the log now, instead of a step per write.
+
+        ``full`` also reads the whole log and deletes every entry no view names (only
+        needed for entries written before the views named them: rebuild such a store's
+        views once first). Other processes may keep writing meanwhile.
+        """
+        return complete(self._core.compact(full=full), self._run)
 
     def close(self) -> None:
         """Save the vector index snapshot if it has unsaved entries."""
@@ -232,6 +287,14 @@ class AsyncValkeyStore(_StoreConfig):
     async def save_vectors(self, *, force: bool = False) -> bool:
         """Write the vector index snapshot now; False if nothing was written."""
         return await acomplete(self._core.save_vectors(force=force), self._run)
+
+    async def sweep_ttl(self) -> int:
+        """Remove every expired item now (views and log entries); returns how many."""
+        return await acomplete(self._core.sweep(), self._run)
+
+    async def compact(self, *, full: bool = False) -> Compaction:
+        """Sweep expired items and repack the log now (see :meth:`ValkeyStore.compact`)."""
+        return await acomplete(self._core.compact(full=full), self._run)
 
     async def close(self) -> None:
         """Save the vector index snapshot if it has unsaved entries."""

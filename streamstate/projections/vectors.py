@@ -7,6 +7,11 @@ puts and deletes. A snapshot (index bytes, label map and the stream id it covers
 kept in Valkey under the store session, so a new process restores it and replays only
 the tail of the stream.
 
+Compaction keeps entry ids, so snapshots and ``last_id`` stay valid. Removals that
+leave no entry (expired items swept, tombstones dropped by a repack) reach an index
+that had not caught up only through reads: a vector search reports candidates the
+store no longer holds and the index forgets them (:meth:`VectorIndex.forget`).
+
 Two kinds: ``"hnsw"`` (usearch, approximate) and ``"flat"`` (numpy, exact, float64 so
 that scores equal LangGraph's ``InMemoryStore`` cosine). Scores are similarities,
 higher is closer: cosine similarity, inner product, or minus the Euclidean distance.
@@ -168,6 +173,27 @@ class VectorIndex:
             self._add(pending)
             self.unsaved += applied
             return applied
+
+    def forget(self, members: Iterable[bytes], at: str) -> int:
+        """Drop items the store no longer holds although no entry said so.
+
+        A sweep of expired items writes no event, and a repack deletes tombstones, so an
+        index that had not caught up keeps their vectors. A read that found no record for
+        these members saw the log end at ``at``; they are dropped only if the index still
+        stands there (an entry applied since may have put them again). Returns how many
+        were dropped.
+        """
+        with self._lock:
+            if self.last_id != at:
+                return 0
+            pending: dict[int, np.ndarray] = {}
+            dropped = 0
+            for m in members:
+                if m in self._labels:
+                    self._drop(m, pending)
+                    dropped += 1
+            self.unsaved += dropped
+            return dropped
 
     def view_keys(self, keys: SessionKeys) -> Sequence[str]:
         """The one Valkey key this view keeps: its snapshot."""

@@ -128,11 +128,16 @@ def test_update_keeps_created_at(store: ValkeyStore) -> None:
 
 def test_every_put_and_delete_is_an_event(store: ValkeyStore) -> None:
     store.put(("e",), "k", {"text": "hello"})
+    (put,) = [e.event for e in store._log.read(store.session)]
+    assert isinstance(put, ItemPut)
+    assert [fv.path for fv in put.vectors] == ["text"]
+    assert put.vectors[0].vector == pytest.approx(embed(["hello"])[0])
+    store.put(("e",), "other", {"text": "stays"})
     store.delete(("e",), "k")
+    # the delete takes the put it supersedes with it; its tombstone stays for tails
     events = [e.event for e in store._log.read(store.session)]
-    assert isinstance(events[0], ItemPut) and isinstance(events[1], ItemDeleted)
-    assert [fv.path for fv in events[0].vectors] == ["text"]
-    assert events[0].vectors[0].vector == pytest.approx(embed(["hello"])[0])
+    assert [type(e) for e in events] == [ItemPut, ItemDeleted]
+    assert events[0].key == "other" and events[1].key == "k"
 
 
 def test_timezone_of_items(client: valkey.Valkey, sid: str) -> None:
