@@ -48,10 +48,11 @@ from streamstate.projections.checkpoints import (
     GET_TUPLE,
     LIST_PAGE,
     PRUNE_REGISTRY,
+    SPECIAL_CHANNELS,
     Registry,
     cp_field,
     decode_record,
-    decode_write,
+    decode_writes_record,
     parse_write_field,
     spec_channel,
     split_event,
@@ -315,21 +316,36 @@ class SaverCore:
         return event
 
     def raw_writes(
-        self, fields: Sequence[Any], records: Sequence[Any], values: Sequence[Any]
+        self, fields: Sequence[Any], records: Sequence[Any], entries: Sequence[Any]
     ) -> list[tuple[str, int, str, str, Typed]]:
-        """``(task_id, idx, task_path, channel, value)`` in LangGraph's write order."""
-        rows = []
-        for f, rec, v in zip(fields, records, values):
+        """``(task_id, idx, task_path, channel, value)`` in LangGraph's write order.
+
+        A checkpoint has one write record per put_writes call; they are folded in log
+        order as LangGraph's InMemorySaver keeps writes: a task's ordinary write at an
+        index is kept first-come, a special one (error, interrupt, ...) is replaced.
+        """
+        decoded = []
+        for f, rec, entry in zip(fields, records, entries):
             if not rec:
                 continue
-            if v == -1 or v is None:
+            if entry == -1:
                 raise ThreadDamaged(
-                    f"pending write {text(f)!r} points at a log entry that is gone "
+                    f"pending writes {text(f)!r} point at a log entry that is gone "
                     "(was the log trimmed or evicted?)"
                 )
-            task_id, idx = parse_write_field(text(f))
-            task_path, channel = decode_write(rec)
-            rows.append((task_id, idx, task_path, channel, self.codec.decode(v, Typed)))
+            entry_id, task_path, items = decode_writes_record(rec)
+            decoded.append((_entry_order(entry_id), parse_write_field(text(f)), task_path,
+                            items, _fields_of(entry)))  # fmt: skip
+        decoded.sort(key=lambda d: d[0])
+        kept: dict[tuple[str, int], tuple[str, int, str, str, Typed]] = {}
+        for _order, task_id, task_path, items, stored in decoded:
+            for idx, channel, value in items:
+                key = (task_id, idx)
+                if key in kept and channel not in SPECIAL_CHANNELS:
+                    continue
+                raw = stored[str(value).encode()] if isinstance(value, int) else value
+                kept[key] = (task_id, idx, task_path, channel, self.codec.decode(raw, Typed))
+        rows = list(kept.values())
         rows.sort(key=lambda r: writes_sort_key(r[2], r[0], r[1]))
         return rows
 
@@ -687,6 +703,19 @@ def _scan_page(args: tuple[Any, ...]) -> Flow[tuple[int, list[Any]]]:
     reply = yield logcore.Command(args)
     cursor, items = reply
     return int(cursor), list(items)
+
+
+def _entry_order(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _fields_of(entry: Any) -> dict[bytes, bytes]:
+    """A flat ``[field, value, ...]`` entry reply as a dict (empty when not sent)."""
+    if not entry:
+        return {}
+    it = iter(entry)
+    return dict(zip(it, it))
 
 
 def _lost(thread: Thread, what: str) -> ThreadDamaged:

@@ -50,7 +50,6 @@ from streamstate.eventlog.events import (
     BlobsPut,
     CheckpointPut,
     Event,
-    Typed,
     WritesPut,
 )
 from streamstate.eventlog.keys import Keyspace, SessionKeys, escape, unescape
@@ -186,14 +185,13 @@ def cp_field(ns: str, cid: str) -> str:
 
 
 def writes_prefix(ns: str, cid: str) -> str:
-    """What every write field of a checkpoint starts with (before ``:<task>:<idx>``)."""
+    """What every write field of a checkpoint starts with (before ``:<task>:<call>``)."""
     return f"w:{escape(ns)}:{compact_id(cid)}"
 
 
-def parse_write_field(field: str) -> tuple[str, int]:
-    """A write field's ``(task_id, idx)``."""
-    _w, _ens, _cid, task, idx = field.split(":")
-    return expand_id(task), int(idx)
+def parse_write_field(field: str) -> str:
+    """The task id a write record's field names."""
+    return expand_id(field.split(":")[3])
 
 
 # -- stored records -----------------------------------------------------------------------
@@ -213,29 +211,28 @@ def decode_record(rec: bytes) -> tuple[dict[str, str], list[str], str, str]:
         raise CodecError(f"corrupt checkpoint record: {exc}", stage="msgpack") from exc
 
 
-def _write_meta(value: bytes) -> bytes:
-    """The msgpack part of a write record ``<reference>|<meta>``."""
-    bar = value.index(b"|")
-    if value[:1] == b"=":  # the reference is the value itself: "=<length>|<value>"
-        return value[bar + 2 + int(value[1:bar]) :]
-    return value[bar + 1 :]
+_record_decoder = msgspec.msgpack.Decoder(tuple[str, list[tuple[int, str, int | bytes]]])
 
 
-def decode_write(value: bytes) -> tuple[str, str]:
-    """A stored write's ``(task_path, channel)``."""
+def decode_writes_record(rec: bytes) -> tuple[str, str, list[tuple[int, str, int | bytes]]]:
+    """A stored write record as ``(entry id, task_path, [(idx, channel, value)...])``; a
+    value is the stored bytes, or the number of the entry's field that holds them."""
+    entry_id, body = split_record(rec)
     try:
-        task_path, channel, _digest = _write_decoder.decode(_write_meta(value))
+        task_path, items = _record_decoder.decode(body[1:])
     except (ValueError, msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise CodecError(f"corrupt write record: {exc}", stage="msgpack") from exc
-    return task_path, channel
+    return entry_id, task_path, items
 
 
-def digest(value: Typed) -> str:
-    """Tells two writes apart by content, so a retried identical write changes nothing."""
-    h = hashlib.blake2b(value[0].encode(), digest_size=8)
-    h.update(b"\0")
-    h.update(value[1])
-    return h.hexdigest()
+def call_digest(event: WritesPut) -> str:
+    """Names a put_writes call by its content (12 base64url characters), so a retried
+    call finds its own record; a write field then stays under 64 bytes."""
+    h = hashlib.blake2b(event.task_path.encode(), digest_size=9)
+    for w in event.writes:
+        h.update(b"\0%d\0%s\0%s\0" % (w.idx, w.channel.encode(), w.value[0].encode()))
+        h.update(w.value[1])
+    return base64.urlsafe_b64encode(h.digest()).decode()
 
 
 # -- events as script arguments -------------------------------------------------------------
@@ -297,13 +294,22 @@ def view_args(event: Event, stored: Sequence[bytes]) -> tuple[str, list[Any]]:
         case BlobsPut():
             return "b", _blob_args(escape(event.ns), event.blobs, stored)
         case WritesPut():
-            base = f"{writes_prefix(event.ns, event.checkpoint_id)}:{compact_id(event.task_id)}"
-            args: list[Any] = [len(event.writes)]
+            # One record per put_writes call, named by its content: a retried call finds
+            # its record and writes nothing; readers fold a task's records in log order.
+            field = f"{writes_prefix(event.ns, event.checkpoint_id)}:" + (
+                f"{compact_id(event.task_id)}:{call_digest(event)}"
+            )
+            items = []
+            pointers = False
             for k, w in enumerate(event.writes):
-                meta = b"|" + _encoder.encode([event.task_path, w.channel, digest(w.value)])
-                special = "1" if w.channel in SPECIAL_CHANNELS else "0"
-                args += [f"{base}:{w.idx}", special, value_ref(k, stored, False), meta]
-            return "w", args
+                ref = value_ref(k, stored, False)
+                if isinstance(ref, str):  # "@k": the entry's field k
+                    items.append((w.idx, w.channel, k))
+                    pointers = True
+                else:
+                    items.append((w.idx, w.channel, stored[k]))
+            record = (b"p" if pointers else b"-") + _encoder.encode([event.task_path, items])
+            return "w", [field, record]
     raise TypeError(f"{type(event).__name__} is not a checkpoint event")
 
 
@@ -344,13 +350,14 @@ end
 #       entry is already in the log), then what ``view_args`` gives:
 #         c: record field, header, index member, nb, nb x (blob field, reference)
 #         b: nb, nb x (blob field, reference)
-#         w: nw, nw x (write field, special '1'/'0', reference, '|' .. meta)
+#         w: record field, record body (stored as '<entry id>|' .. body)
 #       A reference '@k' stands for '<entry id>.k'; others are stored as they are.
 # Modes: 'put' (a duplicate if the guard field exists), 'writes' (a duplicate if no
 # write would change a view), 'append' (copy), 'replace' (delete the thread, then
 # append: compaction), 'rebuild' (apply entries already in the log to v and z).
-# The view rules: a record and a blob are set; an ordinary write is set if absent, a
-# special one overwritten; every record and write is a member of z.
+# The view rules: checkpoint records and blobs are set; a write record (one per
+# put_writes call, named by its content) is added once; every checkpoint and write
+# record is a member of z. Which write of a task wins is decided when reading.
 # Registries are written when the thread (or a run of it) first appears, and with a TTL
 # whenever the thread registry's expiry would end before the thread's; a steady put
 # without TTL reads or writes no registry.
@@ -379,7 +386,7 @@ while i <= #ARGV do
   elseif kind == 'b' then
     ev.n, ev.at, ev.step = tonumber(ARGV[i]), i + 1, 2
   elseif kind == 'w' then
-    ev.n, ev.at, ev.step = tonumber(ARGV[i]), i + 1, 4
+    ev.rec, ev.body, ev.n, ev.at, ev.step = ARGV[i], ARGV[i + 1], 0, i + 2, 0
   else
     return redis.error_reply('ERR streamstate: unknown event kind ' .. tostring(kind))
   end
@@ -428,9 +435,7 @@ for r = 1, nreg do
   if markers[r] ~= '' then wanted[#wanted + 1] = markers[r] end
 end
 for _, ev in ipairs(evs) do
-  if ev.kind == 'w' then
-    for k = 0, ev.n - 1 do wanted[#wanted + 1] = ARGV[ev.at + 4 * k] end
-  end
+  if ev.kind == 'w' then wanted[#wanted + 1] = ev.rec end
 end
 local cur = {}
 if not fresh and #wanted > 0 then
@@ -442,23 +447,10 @@ elseif present == 3 then
 end
 if guard ~= '' and cur[guard] then return {0} end
 
-local function meta_of(rec)
-  local bar = string.find(rec, '|', 1, true)
-  if string.byte(rec, 1) == 61 then  -- '=': the reference is the value itself
-    return string.sub(rec, bar + 1 + tonumber(string.sub(rec, 2, bar - 1)))
-  end
-  return string.sub(rec, bar)
-end
-if mode == 'writes' then
+if mode == 'writes' then  -- a retried call finds every record it would write
   local effective = false
   for _, ev in ipairs(evs) do
-    for k = 0, ev.n - 1 do
-      local at = ev.at + 4 * k
-      local c = cur[ARGV[at]]
-      if not c or (ARGV[at + 1] == '1' and meta_of(c) ~= ARGV[at + 3]) then
-        effective = true
-      end
-    end
+    if not cur[ev.rec] then effective = true end
   end
   if not effective then return {0} end
 end
@@ -481,16 +473,12 @@ for _, ev in ipairs(evs) do
     return ref
   end
   if ev.kind == 'w' then
-    for k = 0, ev.n - 1 do
-      local at = ev.at + 4 * k
-      local f = ARGV[at]
-      if ARGV[at + 1] == '1' or (not cur[f] and not written[f]) then
-        written[f] = true
-        hset[#hset + 1] = f
-        hset[#hset + 1] = resolve(ARGV[at + 2]) .. ARGV[at + 3]
-        zadd[#zadd + 1] = 0
-        zadd[#zadd + 1] = f
-      end
+    if not cur[ev.rec] and not written[ev.rec] then
+      written[ev.rec] = true
+      hset[#hset + 1] = ev.rec
+      hset[#hset + 1] = id .. '|' .. ev.body
+      zadd[#zadd + 1] = 0
+      zadd[#zadd + 1] = ev.rec
     end
   else
     for k = 0, ev.n - 1 do
@@ -684,12 +672,25 @@ local function header(rec)
   local p = string.find(rec, '|', 1, true)
   return cmsgpack.unpack(string.sub(rec, p + 1)), string.sub(rec, 1, p - 1)
 end
+-- A checkpoint's write records, and for each record that points into its entry the
+-- entry's fields as a flat list (-1 when the entry is gone, false when not needed).
 local function writes_of(p)
   local wf = redis.call('ZRANGEBYLEX', Z, '[' .. p .. ':', '(' .. p .. ';')
   if #wf == 0 then return {}, {}, {} end
   local wv = hmget(wf)
   local wp = {}
-  for i = 1, #wv do wp[i] = deref(wv[i]) end
+  for i = 1, #wv do
+    local rec = wv[i]
+    wp[i] = false
+    if rec then
+      local bar = string.find(rec, '|', 1, true)
+      if string.byte(rec, bar + 1) == 112 then  -- 'p': some value lives in the entry
+        local id = string.sub(rec, 1, bar - 1)
+        local r = redis.call('XRANGE', LOG, id, id)
+        if r[1] then wp[i] = r[1][2] else wp[i] = -1 end
+      end
+    end
+  end
   return wf, wv, wp
 end
 local function tuple_of(ens, ecid, rec)

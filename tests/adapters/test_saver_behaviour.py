@@ -19,7 +19,7 @@ from streamstate.errors import BackendUnavailable, ScriptError
 from streamstate.eventlog._drive import complete
 from streamstate.eventlog.keys import Keyspace
 from streamstate.eventlog.valkey import RetryPolicy
-from streamstate.projections.checkpoints import INLINE_MAX, thread_keys
+from streamstate.projections.checkpoints import INLINE_MAX, decode_writes_record, thread_keys
 from tests.adapters.test_saver_graphs import build_graph
 
 
@@ -267,17 +267,19 @@ def test_views_point_into_the_log_for_large_values_and_inline_small_ones(
     } | {(writes_entry[0].decode(), k.decode()): val for k, val in writes_entry[1].items()}
     view = client.hgetall(keys.view("v"))
     refs = [v for f, v in view.items() if f.startswith(b"b:")]
-    refs += [v[: v.rindex(b"|")] for f, v in view.items() if f.startswith(b"w:")]
     pointers = [r for r in refs if not r.startswith(b"=")]
     inline = [r for r in refs if r.startswith(b"=")]
-    assert len(pointers) == 2 and len(inline) == 2, refs  # "big" twice, "small" twice
-    for r in pointers:  # a pointer names a large value of an entry
-        entry, field = r.decode().rsplit(".", 1)
-        assert len(stored[entry, field]) > INLINE_MAX
-    stored_small = {val for val in stored.values() if len(val) <= INLINE_MAX}
-    for r in inline:  # an inline value is the log's bytes, length-prefixed
-        length, value = r[1:].split(b"|", 1)
-        assert int(length) == len(value) and value in stored_small
+    assert len(pointers) == 1 and len(inline) == 1, refs  # "big" and "small"
+    entry, field = pointers[0].decode().rsplit(".", 1)  # a pointer names a large value
+    assert len(stored[entry, field]) > INLINE_MAX
+    length, value = inline[0][1:].split(b"|", 1)  # inline: the log's bytes, length-prefixed
+    assert int(length) == len(value) and value == stored[cp_entry[0].decode(), "1"]
+    # the put_writes call is one record: the large value by field number, the small inline
+    [record] = [v for f, v in view.items() if f.startswith(b"w:")]
+    entry_id, task_path, items = decode_writes_record(record)
+    assert entry_id == writes_entry[0].decode() and task_path == ""
+    assert items == [(0, "big", 0), (1, "small", stored[entry_id, "1"])]
+    assert len(stored[entry_id, "0"]) > INLINE_MAX >= len(stored[entry_id, "1"])
 
     got = saver.get_tuple(config)
     assert got is not None
