@@ -16,6 +16,7 @@ BENCHES = {
     "store": "bench.store_bench",
     "peers": "bench.peers_bench",
     "footprint": "bench.footprint_bench",
+    "fanout": "bench.fanout_bench",
 }
 
 USAGE = f"usage: python -m bench {{{','.join([*BENCHES, 'all'])}}} [--quick] [options]"

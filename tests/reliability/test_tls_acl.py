@@ -45,7 +45,8 @@ APP_COMMANDS = [
     "zremrangebyscore", "zremrangebyrank",
     "sadd", "srem", "smembers", "smismember", "sscan", "sunion",
     "get", "mget", "set", "del", "unlink", "exists", "type", "pexpire", "pexpireat", "persist",
-    "time", "pttl", "zscan", "hscan", "xinfo|stream",
+    "time", "pttl", "zscan", "hscan", "xinfo|stream", "xinfo|groups", "xdel", "xsetid",
+    "hincrby", "rename", "scard", "sismember",
     "ping", "client|setinfo",
 ]  # fmt: skip
 APP_RULE = [
