@@ -140,6 +140,20 @@ def canonical(value: Any, serde: SerializerProtocol) -> str:
         return NO_MATCH
 
 
+def legacy_forms(value: Any) -> list[str]:
+    """Stored forms the previous release gave a value equal to this query value, which
+    checkpoints written then still hold: only a top-level ``True``/``False`` (then
+    ``true``/``false``, now ``1``/``0``) can be told apart from other values."""
+    if (isinstance(value, (bool, int, float)) and not isinstance(value, float)) or (
+        isinstance(value, float) and value in (0.0, 1.0)
+    ):
+        if value == 1:
+            return ["true"]
+        if value == 0:
+            return ["false"]
+    return []
+
+
 def stored_form(value: Any, serde: SerializerProtocol) -> str:
     """What ``canonical`` is compared with: the form of a metadata value as the
     serializer reads it back. A NaN in it gives ``~nan``, which no query form is."""

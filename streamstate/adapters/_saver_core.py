@@ -29,6 +29,7 @@ from streamstate.adapters._checkpoints import (
     Thread,
     canonical,
     checkpoint_event,
+    legacy_forms,
     ns_of,
     require_str,
     text,
@@ -376,7 +377,8 @@ class SaverCore:
             return
         filter_args: list[str] = []
         for k, v in (filter or {}).items():
-            filter_args += [k, canonical(v, serde)]
+            # alternatives are joined by NUL (no form holds one): a match is any of them
+            filter_args += [k, "\0".join([canonical(v, serde), *legacy_forms(v)])]
         before_id = get_checkpoint_id(before) if before else None
         if config is not None:
             threads: Iterable[Thread] = [self.thread(config)]

@@ -748,7 +748,15 @@ local before, exact = ARGV[3], ARGV[4]
 local want, budget, cursor = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
 local filters = {}
 local nf = tonumber(ARGV[8])
-for i = 9, 8 + 2 * nf, 2 do filters[#filters + 1] = {ARGV[i], ARGV[i + 1]} end
+for i = 9, 8 + 2 * nf, 2 do
+  -- a query value may list alternatives (forms older releases stored), NUL-separated
+  local alts, first = {}, nil
+  for form in string.gmatch(ARGV[i + 1], '[^%z]+') do
+    first = first or form
+    alts[form] = true
+  end
+  filters[#filters + 1] = {ARGV[i], first or ARGV[i + 1], alts}
+end
 if cursor == '' then
   local d = damaged()
   if d then return d end
@@ -788,7 +796,7 @@ while #found < want and scanned < budget do
         local v = meta[fv[1]]
         if fv[2] == 'null' then
           if v ~= nil and v ~= 'null' then ok = false break end
-        elseif v ~= fv[2] then ok = false break end
+        elseif v ~= fv[2] and not (v and fv[3][v]) then ok = false break end
       end
     end
     if ok then

@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import valkey
 from langgraph.checkpoint.base import empty_checkpoint
@@ -135,3 +136,27 @@ def test_layout_1_data_reads_the_same_then_migrates(valkey_url: str, tmp_path: P
     assert plain.get_tuple({"configurable": {"thread_id": "plain"}}).metadata["step"] == 99
     assert actors.get_tuple({"configurable": alice}) is None
     assert migrate(ValkeySaver(client, prefix=prefix)).migrated == []  # nothing left
+
+
+def test_a_bool_stored_by_the_previous_release_is_still_found(valkey_url: str) -> None:
+    """The previous release stored a metadata ``True`` as ``true``; this one stores ``1``
+    (``1 == True``). A filter finds checkpoints of either."""
+    client = valkey.Valkey.from_url(valkey_url)
+    saver = ValkeySaver(client)
+    thread = f"bool-{uuid.uuid4().hex[:6]}"
+    old = saver.put({"configurable": {"thread_id": thread, "checkpoint_ns": ""}},
+                    empty_checkpoint(), {"ok": True, "n": 0}, {})  # fmt: skip
+    saver.put(old, empty_checkpoint(), {"ok": True, "n": 1}, {})
+    keys = saver.log.keyspace.session(("t", thread))
+    field = f"c::{old['configurable']['checkpoint_id']}"
+    record = client.hget(keys.view("v"), field)
+    entry_id, _, header = record.partition(b"|")
+    fields = msgspec.msgpack.decode(header)
+    assert fields[0]["ok"] == "1"
+    fields[0]["ok"] = "true"  # as the previous release stored it
+    client.hset(keys.view("v"), field, entry_id + b"|" + msgspec.msgpack.encode(fields))
+    for query in (True, 1, 1.0):
+        got = [t.metadata["n"] for t in saver.list({"configurable": {"thread_id": thread}},
+                                                   filter={"ok": query})]  # fmt: skip
+        assert got == [1, 0], query
+    assert list(saver.list({"configurable": {"thread_id": thread}}, filter={"ok": False})) == []
