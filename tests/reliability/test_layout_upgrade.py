@@ -160,3 +160,27 @@ def test_a_bool_stored_by_the_previous_release_is_still_found(valkey_url: str) -
                                                    filter={"ok": query})]  # fmt: skip
         assert got == [1, 0], query
     assert list(saver.list({"configurable": {"thread_id": thread}}, filter={"ok": False})) == []
+
+
+def test_entries_with_a_field_of_a_later_layout_read_the_same(valkey_url: str) -> None:
+    """Room for the next layout: an entry may carry fields beyond ``e`` and its values
+    (an integrity hash); every reader and a rebuild ignore them."""
+    client = valkey.Valkey.from_url(valkey_url)
+    saver = ValkeySaver(client)
+    thread = f"later-{uuid.uuid4().hex[:6]}"
+    cp = empty_checkpoint()
+    cp["channel_values"] = {"a": "x" * 500, "b": 2}
+    cp["channel_versions"] = {"a": "1", "b": "1"}
+    config = saver.put({"configurable": {"thread_id": thread, "checkpoint_ns": ""}}, cp,
+                       {"step": 1}, {"a": "1", "b": "1"})  # fmt: skip
+    saver.put_writes(config, [("a", "y" * 500), ("b", 3)], "task")
+    before = saver.get_tuple(config)
+    events = saver.log.read(("t", thread))
+    keys = saver.log.keyspace.session(("t", thread))
+    entries = client.xrange(keys.log)
+    client.delete(keys.log)
+    for entry_id, fields in entries:  # the same entries, each with one more field
+        client.xadd(keys.log, {**fields, b"h": b"\x00" * 20}, id=entry_id)
+    assert saver.log.read(("t", thread)) == events
+    client.delete(keys.view("v"))  # rebuilt from the entries with the extra field
+    assert saver.get_tuple(config) == before

@@ -300,12 +300,22 @@ def _fields(raw: Any) -> dict[bytes, bytes] | None:
     return {k if isinstance(k, bytes) else str(k).encode(): v for k, v in zip(it, it)}
 
 
+def value_count(fields: dict[bytes, bytes]) -> int:
+    """How many values (fields ``0``, ``1``, ...) an entry holds. Other fields than ``e``
+    and the values are ignored, so a later layout can add one (an integrity hash) and
+    entries written before or after read the same."""
+    n = 0
+    while str(n).encode() in fields:
+        n += 1
+    return n
+
+
 def stored_values(reply: Iterable[Any]) -> dict[str, list[bytes]]:
     """Entry id -> the entry's values as stored (fields ``0``, ``1``, ...), of a read reply."""
     out = {}
     for entry_id, raw_fields in reply or ():
         fields = _fields(raw_fields) or {}
-        out[text(entry_id)] = [fields[str(i).encode()] for i in range(len(fields) - 1)]
+        out[text(entry_id)] = [fields[str(i).encode()] for i in range(value_count(fields))]
     return out
 
 
@@ -355,7 +365,7 @@ def read_entries_skipping(
             if len(fields) > 1:
                 values = [
                     codec.decode(fields[str(i).encode()], Typed, session=label, entry_id=eid)
-                    for i in range(len(fields) - 1)
+                    for i in range(value_count(fields))
                 ]
                 event = attach(event, values)
         except (CodecError, KeyError, ValueError) as exc:
