@@ -17,6 +17,7 @@ BENCHES = {
     "peers": "bench.peers_bench",
     "footprint": "bench.footprint_bench",
     "fanout": "bench.fanout_bench",
+    "chain": "bench.chain_bench",
 }
 
 USAGE = f"usage: python -m bench {{{','.join([*BENCHES, 'all'])}}} [--quick] [options]"

@@ -32,6 +32,7 @@ _EXPORTS = {
     "show": "streamstate.audit",
     "rebuild": "streamstate.audit",
     "migrate": "streamstate.audit",
+    "verify_chain": "streamstate.audit",
     "verify": "streamstate.audit",
     "stats": "streamstate.audit",
     "ValkeyAudit": "streamstate.audit",

@@ -57,6 +57,15 @@ NsOpt = Annotated[str, typer.Option("--ns", help="Checkpoint namespace ('' is th
 SessionArg = Annotated[
     str, typer.Argument(metavar="SESSION", help="Thread id (the session ('t', SESSION)).")
 ]
+_TIME_HELP = "ISO 8601 (naive: local time), or a duration ago: 90s, 30m, 2h, 1d."
+SinceOpt = Annotated[
+    str | None,
+    typer.Option("--since", help=f"Made at or after: {_TIME_HELP}", show_default=False),
+]
+UntilOpt = Annotated[
+    str | None,
+    typer.Option("--until", help=f"Made at or before: {_TIME_HELP}", show_default=False),
+]
 
 
 @dataclass
@@ -385,6 +394,8 @@ def history(
         str | None, typer.Option("--ns", help="Only this namespace ('' is the root graph).")
     ] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Newest N only.")] = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
     actor: ActorOpt = None,
     url: UrlOpt = None,
     json_out: JsonOpt = False,
@@ -392,9 +403,12 @@ def history(
     """List a thread's checkpoints, newest first, from its log."""
     import dataclasses
 
+    from streamstate import inspect
+
     s = _settings(ctx, url, json_out)
     with _audit(s) as audit:
-        rows = audit.history(_session(session, actor), ns=ns, limit=limit)
+        sess = _session(session, actor)
+        rows = inspect.history(audit, sess, ns=ns, since=since, until=until, limit=limit)
     if s.json:
         _emit_json([dataclasses.asdict(r) for r in rows])
         return
@@ -412,16 +426,25 @@ def show(
         ),
     ] = None,
     ns: NsOpt = "",
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            help="The checkpoint current at this time (ISO 8601, or 2h: that long ago).",
+            show_default=False,
+        ),
+    ] = None,
     actor: ActorOpt = None,
     url: UrlOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Show the decoded state at a checkpoint: channel values, metadata, pending writes."""
+    from streamstate import inspect
     from streamstate.audit import describe_tuple
 
     s = _settings(ctx, url, json_out)
     with _audit(s) as audit:
-        tup = audit.show(_session(session, actor), checkpoint, ns=ns)
+        tup = inspect.show(audit, _session(session, actor), checkpoint, at=at, ns=ns)
     if s.json:
         _emit_json(describe_tuple(tup))
         return
@@ -571,6 +594,53 @@ def rebuild(
             names = ", ".join(session_label(x) for x in report.skipped[:5])
             console.print(f"skipped {len(report.skipped)} sessions with no known views ({names})")
     if not report.ok:
+        _fail(1)
+
+
+@app.command()
+def verify(
+    ctx: typer.Context,
+    threads: Annotated[
+        list[str] | None, typer.Argument(help="Thread ids (default with --all: every thread).")
+    ] = None,
+    every: Annotated[bool, typer.Option("--all", help="Check every thread.")] = False,
+    actor: ActorOpt = None,
+    url: UrlOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Check threads' tamper-evident chains; report the first entry altered, deleted,
+    inserted or reordered (exit 1 if any)."""
+    s = _settings(ctx, url, json_out)
+    console = _console()
+    if not threads and not every:
+        raise typer.BadParameter("name a thread, or pass --all")
+    with _audit(s) as audit:
+        if every:
+            sessions = [x for x in audit.sessions() if x[0] in ("t", "a")]
+            reports = [audit.verify_chain(x) for x in sessions]
+        else:
+            reports = [audit.verify_chain(t, actor_id=actor) for t in threads or []]
+    if s.json:
+        _emit_json(
+            [
+                {
+                    "session": r.session,
+                    "ok": r.ok,
+                    "checked": r.checked,
+                    "unchained": r.unchained,
+                    "problem": r.problem,
+                    "entry_id": r.entry_id,
+                    "head": r.head,
+                    "message": str(r),
+                }
+                for r in reports
+            ]
+        )
+    else:
+        for r in reports:
+            mark = "[green]✓[/]" if r.ok else "[red]✗[/]"
+            console.print(f"{mark} {markup_escape(str(r))}", soft_wrap=True)
+    if not all(r.ok for r in reports):
         _fail(1)
 
 
@@ -758,6 +828,153 @@ def server(
         print("stopped", file=sys.stderr)
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+# -- auditing threads (streamstate.inspect, streamstate.otel) --------------------------------
+
+
+@app.command()
+def threads(
+    ctx: typer.Context,
+    actor: Annotated[
+        str | None, typer.Option("--actor", help="Only this AgentCore actor's threads.")
+    ] = None,
+    run: Annotated[
+        str | None,
+        typer.Option("--run", help="Only the threads this run (metadata run_id) wrote to."),
+    ] = None,
+    prefix: Annotated[
+        str | None,
+        typer.Option(
+            "--prefix",
+            help="Only thread ids starting with this (the key prefix is the --prefix given"
+            " before the command name).",
+        ),
+    ] = None,
+    sort: Annotated[
+        str,
+        typer.Option(
+            "--sort", help="activity (newest first), size, checkpoints (largest first) or id."
+        ),
+    ] = "activity",
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Threads per page.")] = 50,
+    after: Annotated[
+        str | None,
+        typer.Option("--after", help="Cursor printed under the previous page.", show_default=False),
+    ] = None,
+    url: UrlOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List threads with their last activity, checkpoints and size, sorted and paged."""
+    from streamstate import inspect
+    from streamstate._inspect_cli import print_threads
+
+    s = _settings(ctx, url, json_out)
+    with _audit(s) as audit:
+        page = inspect.threads(
+            audit, actor=actor, run=run, prefix=prefix, sort=sort, limit=limit, after=after
+        )
+    if s.json:
+        _emit_json(page.as_json())
+        return
+    print_threads(_console(), page)
+
+
+@app.command()
+def diff(
+    ctx: typer.Context,
+    session: SessionArg,
+    a: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[A]",
+            help="Checkpoint id, a unique tail of one, or @TIME. Alone: A against its parent.",
+            show_default=False,
+        ),
+    ] = None,
+    b: Annotated[
+        str | None,
+        typer.Argument(metavar="[B]", help="Compare A with B.", show_default=False),
+    ] = None,
+    ns: NsOpt = "",
+    actor: ActorOpt = None,
+    url: UrlOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """What changed between two checkpoints (default: the newest and its parent), from the log.
+
+    Channels added, removed or changed (message lists by message id), the tasks whose
+    writes led from A to B, interrupts, resumes, errors and metadata.
+    """
+    from streamstate import inspect
+    from streamstate._inspect_cli import print_diff
+
+    s = _settings(ctx, url, json_out)
+    with _audit(s) as audit:
+        found = inspect.diff(audit, _session(session, actor), a, b, ns=ns)
+    if s.json:
+        _emit_json(found.as_json())
+        return
+    print_diff(_console(), found)
+
+
+@app.command()
+def export(
+    ctx: typer.Context,
+    session: SessionArg,
+    fmt: Annotated[
+        str, typer.Option("--format", help="jsonl (spans to stdout) or otlp (to --endpoint).")
+    ] = "jsonl",
+    endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--endpoint",
+            help="OTLP/HTTP URL (http://host:4318, or a full .../v1/traces URL). Default:"
+            " $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, $OTEL_EXPORTER_OTLP_ENDPOINT.",
+            show_default=False,
+        ),
+    ] = None,
+    header: Annotated[
+        list[str] | None,
+        typer.Option("--header", help="KEY=VALUE sent with the export (repeatable)."),
+    ] = None,
+    service_name: Annotated[
+        str, typer.Option("--service-name", help="The spans' service.name.")
+    ] = "streamstate",
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.1, help="Seconds for the OTLP export.")
+    ] = 10.0,
+    actor: ActorOpt = None,
+    url: UrlOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Export a thread's runs, super-steps and tasks as OpenTelemetry spans, from its log."""
+    from streamstate import otel
+
+    if fmt not in ("jsonl", "otlp"):
+        raise ConfigError(f"--format must be jsonl or otlp, got {fmt!r}")
+    headers = {}
+    for item in header or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"--header {item!r} is not KEY=VALUE")
+        headers[key.strip()] = value.strip()
+    s = _settings(ctx, url, json_out)
+    with _audit(s) as audit:
+        spans = otel.thread_spans(audit, _session(session, actor))
+    if fmt == "jsonl":
+        for span in spans:
+            _emit_json(otel.span_json(span))
+        return
+    target = otel.traces_url(endpoint)
+    sent = otel.export_otlp(
+        spans, target, headers=headers, timeout=timeout, service_name=service_name
+    )
+    runs = sum(1 for span in spans if span.kind == "run")
+    if s.json:
+        _emit_json({"spans": sent, "runs": runs, "endpoint": target})
+    else:
+        _console().print(f"exported {sent} spans of {runs} runs to {markup_escape(target)}")
 
 
 # -- entry point ------------------------------------------------------------------------------

@@ -61,7 +61,13 @@ from streamstate.eventlog.events import (
 from streamstate.eventlog.keys import Keyspace, SessionName, parse_session_tag, session_parts
 from streamstate.eventlog.ops import Projection
 from streamstate.eventlog.valkey import RetryPolicy, ValkeyEventLog
-from streamstate.eventlog.valkey._core import Command, ScriptCall, plan_last_id, read_last_id
+from streamstate.eventlog.valkey._core import (
+    Command,
+    ScriptCall,
+    plan_last_id,
+    read_last_id,
+    value_count,
+)
 from streamstate.eventlog.valkey.scripts import LuaScript
 from streamstate.projections import checkpoints as thread_views
 from streamstate.projections.checkpoints import (
@@ -71,6 +77,7 @@ from streamstate.projections.checkpoints import (
 )
 
 __all__ = [
+    "ChainReport",
     "Difference",
     "HistoryEntry",
     "MigrationReport",
@@ -95,6 +102,7 @@ __all__ = [
     "stats",
     "tail",
     "verify",
+    "verify_chain",
 ]
 
 READ_PAGE = 500
@@ -929,6 +937,55 @@ class ValkeyAudit:
             self.log.run(Command(("DEL", *shadow_keys)))
         return found
 
+    def verify_chain(self, thread: SessionName, *, actor_id: str | None = None) -> ChainReport:
+        """Check a thread's tamper-evident chain: every entry's content against its digest
+        (field ``d``) and its chain hash (``h``) against the previous entry's, and the
+        newest against the head its views keep. Reports the first entry altered,
+        deleted, inserted or reordered. Entries written before the chain existed (by
+        release 0.1) are counted, not checked. The chain proves the log was not changed
+        by anything that did not also rewrite every later hash and the head; keep a copy
+        of the head elsewhere (``ChainReport.head``) to prove more.
+        """
+        found = thread_of(thread, actor_id)
+        session = found.session
+        self._require(session)
+        keys = self.keyspace.session(session)
+        entries: list[tuple[str, dict[bytes, bytes]]] = []
+        after = "-"
+        while True:
+            reply = self.log.run(Command(("XRANGE", keys.log, after, "+", "COUNT", READ_PAGE)))
+            for raw_id, raw_fields in reply:
+                entry_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
+                entries.append((entry_id, _entry_fields(raw_fields)))
+            if len(reply) < READ_PAGE:
+                break
+            after = "(" + entries[-1][0]
+        # every chain hash in the log, to tell a reordered entry from a deleted one
+        everywhere = {f[b"h"].decode() for _id, f in entries if b"h" in f}
+        hashes: dict[str, str] = {}  # h -> the id of the entry holding it
+        previous: list[str] = []  # chain hashes so far, oldest first
+        unchained = checked = 0
+        for entry_id, fields in entries:
+            problem = _chain_problem(fields, previous, everywhere)
+            if problem == "unchained" and not previous:
+                unchained += 1
+                continue
+            if problem is not None:
+                return ChainReport(session, checked, unchained, entry_id, problem, None)
+            h = fields[b"h"].decode()
+            previous.append(h)
+            hashes[h] = entry_id
+            checked += 1
+        head_raw = self.log.run(Command(("HGET", keys.view("v"), "h")))
+        head = head_raw.decode() if isinstance(head_raw, bytes) else head_raw
+        newest = previous[-1] if previous else None
+        if head != newest:
+            where = f"after entry {hashes[newest]}" if newest else "of the log"
+            return ChainReport(session, checked, unchained, None, "truncated", head,
+                               f"the chain head is not the newest entry's: entries {where} "
+                               "were deleted")  # fmt: skip
+        return ChainReport(session, checked, unchained, None, None, head)
+
     def stats(self, sessions: Iterable[SessionName] | None = None) -> Stats:
         """Events and bytes per session, and the server's memory report."""
         rows = []
@@ -998,6 +1055,73 @@ class MigrationReport:
     @property
     def ok(self) -> bool:
         return not self.failed
+
+
+@dataclasses.dataclass(frozen=True)
+class ChainReport:
+    """The outcome of :meth:`ValkeyAudit.verify_chain`."""
+
+    session: tuple[str, ...]
+    checked: int
+    """Chained entries checked (up to the first problem)."""
+    unchained: int
+    """Entries before the chain began (written by release 0.1): counted, not checked."""
+    entry_id: str | None
+    """The first entry found wrong (``None``: none, or the problem is at the end)."""
+    problem: str | None
+    """``altered``, ``deleted``, ``inserted``, ``reordered``, ``truncated``, or ``None``."""
+    head: str | None
+    """The newest chain hash, as the thread's views keep it (record it to anchor it)."""
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+    def __str__(self) -> str:
+        where = session_label(self.session)
+        if self.ok:
+            return f"{where}: {self.checked} entries chained, intact (head {self.head})"
+        told = {
+            "altered": "its content does not match its digest: it was altered",
+            "deleted": "it does not follow the entry before it: an entry before it was deleted",
+            "inserted": "it (or the entry before it) does not belong to the chain here: an "
+            "entry was inserted",
+            "reordered": "it follows another entry than the one before it: entries were reordered",
+        }
+        what = self.detail or told.get(self.problem or "", self.problem or "")
+        at = f"entry {self.entry_id}: " if self.entry_id else ""
+        return f"{where}: {at}{what}"
+
+
+def _entry_fields(raw: Any) -> dict[bytes, bytes]:
+    if isinstance(raw, dict):
+        return {k if isinstance(k, bytes) else str(k).encode(): v for k, v in raw.items()}
+    it = iter(raw)
+    return {k if isinstance(k, bytes) else str(k).encode(): v for k, v in zip(it, it)}
+
+
+def _chain_problem(
+    fields: dict[bytes, bytes], previous: list[str], everywhere: set[str]
+) -> str | None:
+    """What is wrong with an entry given the chain before it (``None``: it follows)."""
+    if b"h" not in fields or b"d" not in fields:
+        return "unchained" if not previous else "inserted"
+    values = [fields.get(b"e", b"")]
+    values += [fields[str(i).encode()] for i in range(value_count(fields))]
+    digest = fields[b"d"].decode()
+    if thread_views.content_digest(values) != digest:
+        return "altered"
+    h = fields[b"h"].decode()
+    if h == thread_views.chain_hash(previous[-1] if previous else "", digest):
+        return None
+    if h in previous:
+        return "inserted"  # a copy of an entry already seen
+    if len(previous) >= 2 and h == thread_views.chain_hash(previous[-2], digest):
+        return "inserted"  # it follows the entry before the one before it
+    if any(h == thread_views.chain_hash(p, digest) for p in everywhere | {""}):
+        return "reordered"  # it follows an entry that is elsewhere in the log
+    return "deleted"
 
 
 class _NoViews(Exception):
@@ -1187,6 +1311,14 @@ def migrate(target: Target) -> MigrationReport:
     """Move every layout-1 thread to the current key layout. See :meth:`ValkeyAudit.migrate`."""
     with connect(target) as audit:
         return audit.migrate()
+
+
+def verify_chain(
+    target: Target, thread: SessionName, *, actor_id: str | None = None
+) -> ChainReport:
+    """Check a thread's tamper-evident chain. See :meth:`ValkeyAudit.verify_chain`."""
+    with connect(target) as audit:
+        return audit.verify_chain(thread, actor_id=actor_id)
 
 
 def stats(target: Target, sessions: Iterable[SessionName] | None = None) -> Stats:

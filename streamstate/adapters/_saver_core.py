@@ -87,6 +87,9 @@ class SaverCore:
         self.ttl = ttl
         self.actors = actors
         self.refresh_on_read = refresh_on_read and ttl is not None
+        self.chain = True
+        """Each appended entry carries its digest and chain hash; off only to measure
+        what the chain costs (``python -m bench chain``)."""
 
     @property
     def keyspace(self) -> Keyspace:
@@ -115,6 +118,7 @@ class SaverCore:
         runs = [e.run_id for e in events if isinstance(e, CheckpointPut)]
         kwargs.setdefault("registries", self.registries(thread, runs))
         kwargs.setdefault("ttl", self.ttl)
+        kwargs.setdefault("chain", self.chain)
         call = views.plan_write(
             self.codec, self.keys(thread), mode, events, cluster=self.log.cluster, **kwargs
         )
@@ -213,6 +217,7 @@ class SaverCore:
             events: list[Event] = []
             ids: list[str] = []
             stored: list[list[bytes]] = []
+            head = ""
             after = "-"
             while True:
                 reply = yield logcore.plan_read(
@@ -220,6 +225,7 @@ class SaverCore:
                 )
                 entries = logcore.read_entries(reply, self.codec, label, strict=True)
                 values = logcore.stored_values(reply)
+                head = logcore.chain_head(reply, head)
                 for e in entries:
                     if views.has_views(e.event):
                         events.append(e.event)
@@ -231,6 +237,7 @@ class SaverCore:
             kwargs: dict[str, Any] = {
                 "ids": ids,
                 "stored": stored,
+                "chain_head": head,
                 "expected": last,
                 "ttl": None,
             }

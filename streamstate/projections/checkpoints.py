@@ -225,6 +225,22 @@ def decode_writes_record(rec: bytes) -> tuple[str, str, list[tuple[int, str, int
     return entry_id, task_path, items
 
 
+def content_digest(fields: Sequence[bytes]) -> str:
+    """An entry's content digest (field ``d``): BLAKE2b-128 over its encoded event and
+    values, each length-prefixed so no two different entries share one."""
+    h = hashlib.blake2b(digest_size=16)
+    for f in fields:
+        h.update(len(f).to_bytes(8, "big"))
+        h.update(f)
+    return h.hexdigest()
+
+
+def chain_hash(previous: str, digest: str) -> str:
+    """An entry's chain hash (field ``h``): SHA-1 of the previous entry's ``h`` (empty
+    for the first chained entry) and its own ``d``; the write script computes it."""
+    return hashlib.sha1((previous + digest).encode()).hexdigest()
+
+
 def call_digest(event: WritesPut) -> str:
     """Names a put_writes call by its content (12 base64url characters), so a retried
     call finds its own record; a write field then stays under 64 bytes."""
@@ -343,11 +359,12 @@ end
 
 # KEYS: [1] log, [2] v, [3] z, then nreg registries, then doomed keys (deleted first).
 # ARGV: [1] mode, [2] guard field or '', [3] expected last log id or '', [4] ttl ms or '',
-#       [5] nreg, [6] ndoomed, [7] the run registries' key prefix, then per registry its
+#       [5] nreg, [6] ndoomed, [7] the run registries' key prefix, [8] the chain head
+#       (rebuild: the newest entry's 'h'), then per registry its
 #       member and its marker field in v ('' for the thread's own registries,
 #       'r:<escaped run id>' for a run's), then per event: kind ('c', 'b', 'w'), entry id
-#       ('' to append it), n, then n XADD arguments (field, value...; none when the
-#       entry is already in the log), then what ``view_args`` gives:
+#       ('' to append it), its content digest, n, then n XADD arguments (field, value...;
+#       none when the entry is already in the log), then what ``view_args`` gives:
 #         c: record field, header, index member, nb, nb x (blob field, reference)
 #         b: nb, nb x (blob field, reference)
 #         w: record field, record body (stored as '<entry id>|' .. body)
@@ -370,16 +387,18 @@ THREAD_WRITE = LuaScript(
 local LOG, V, Z = KEYS[1], KEYS[2], KEYS[3]
 local mode, guard, expected, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local nreg, ndoomed, runs_prefix = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
+local head = ARGV[8]
 local fresh = mode == 'replace' or mode == 'rebuild'
 local regs, markers = {}, {}
-for r = 1, nreg do regs[r], markers[r] = ARGV[6 + 2 * r], ARGV[7 + 2 * r] end
+for r = 1, nreg do regs[r], markers[r] = ARGV[7 + 2 * r], ARGV[8 + 2 * r] end
 -- events as positions in ARGV: nothing is copied
 local evs = {}
-local i = 8 + 2 * nreg
+local i = 9 + 2 * nreg
 while i <= #ARGV do
   local kind = ARGV[i]
-  local ev = {kind = kind, id = ARGV[i + 1], x0 = i + 3, nx = tonumber(ARGV[i + 2])}
-  i = i + 3 + ev.nx
+  local ev = {kind = kind, id = ARGV[i + 1], digest = ARGV[i + 2], x0 = i + 4,
+              nx = tonumber(ARGV[i + 3])}
+  i = i + 4 + ev.nx
   if kind == 'c' then
     ev.rec, ev.hdr, ev.member = ARGV[i], ARGV[i + 1], ARGV[i + 2]
     ev.n, ev.at, ev.step = tonumber(ARGV[i + 3]), i + 4, 2
@@ -429,8 +448,8 @@ else
     if t ~= 'zset' then return fail_type(Z, t, 'zset') end
   end
 end
-local wanted = {}
-if guard ~= '' then wanted[1] = guard end
+local wanted = {'h'}
+if guard ~= '' then wanted[2] = guard end
 for r = 1, nreg do
   if markers[r] ~= '' then wanted[#wanted + 1] = markers[r] end
 end
@@ -462,10 +481,21 @@ if fresh then
 end
 local reply = {1}
 local hset, zadd, written = {}, {}, {}
+-- the chain: each appended entry carries its content digest 'd' and 'h', the SHA-1 of
+-- the previous entry's 'h' and its own 'd'; v's field 'h' is the newest 'h'
+local chained = false
+if not fresh then head = cur['h'] or '' end
 for _, ev in ipairs(evs) do
   local id = ev.id
   if id == '' then
-    id = redis.call('XADD', LOG, '*', unpack(ARGV, ev.x0, ev.x0 + ev.nx - 1))
+    if ev.digest == '' then  -- unchained (a diagnostic: what the chain costs)
+      id = redis.call('XADD', LOG, '*', unpack(ARGV, ev.x0, ev.x0 + ev.nx - 1))
+    else
+      head = redis.sha1hex(head .. ev.digest)
+      chained = true
+      id = redis.call('XADD', LOG, '*', 'h', head, 'd', ev.digest,
+        unpack(ARGV, ev.x0, ev.x0 + ev.nx - 1))
+    end
     reply[#reply + 1] = id
   end
   local function resolve(ref)
@@ -493,6 +523,10 @@ for _, ev in ipairs(evs) do
       zadd[#zadd + 1] = ev.member
     end
   end
+end
+if chained or (mode == 'rebuild' and head ~= '') then
+  hset[#hset + 1] = 'h'
+  hset[#hset + 1] = head
 end
 if #hset > 0 then call_chunked('HSET', V, hset) end
 if #zadd > 0 then call_chunked('ZADD', Z, zadd) end
@@ -872,6 +906,8 @@ def plan_write(
     *,
     ids: Sequence[str] | None = None,
     stored: Sequence[Sequence[bytes]] | None = None,
+    chain_head: str = "",
+    chain: bool = True,
     guard: str = "",
     expected: str = "",
     ttl: float | None = None,
@@ -890,18 +926,20 @@ def plan_write(
     regs = [] if cluster else list(registries)
     ttl_arg = "" if ttl is None else ttl_ms(ttl)
     runs_prefix = f"{keys.prefix}:runs:"  # run_registry's keys
-    args: list[Any] = [mode, guard, expected, ttl_arg, len(regs), len(doomed), runs_prefix]
+    args: list[Any] = [mode, guard, expected, ttl_arg, len(regs), len(doomed), runs_prefix,
+                       chain_head]  # fmt: skip
     for key, member in regs:
         run = key[len(runs_prefix) :] if key.startswith(runs_prefix) else None
         args += [member, "" if run is None else f"r:{run}"]
     for n, event in enumerate(events):
         if ids is not None:  # already in the log, with these stored values
             kind, rest = view_args(event, stored[n] if stored is not None else ())
-            args += [kind, ids[n], 0]
+            args += [kind, ids[n], "", 0]
         else:
             fields = encode_entry(codec, event)
             kind, rest = view_args(event, fields[1:])
-            args += [kind, "", 2 * len(fields), "e", fields[0]]
+            digest = content_digest(fields) if chain else ""
+            args += [kind, "", digest, 2 * len(fields), "e", fields[0]]
             for k, value in enumerate(fields[1:]):
                 args += [_FIELD_NAMES[k], value]
         args += rest

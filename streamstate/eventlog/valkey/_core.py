@@ -310,6 +310,15 @@ def value_count(fields: dict[bytes, bytes]) -> int:
     return n
 
 
+def chain_head(reply: Iterable[Any], head: str = "") -> str:
+    """The chain hash (field ``h``) of the newest entry of a read reply that has one."""
+    for _entry_id, raw_fields in reply or ():
+        fields = _fields(raw_fields) or {}
+        if b"h" in fields:
+            head = text(fields[b"h"])
+    return head
+
+
 def stored_values(reply: Iterable[Any]) -> dict[str, list[bytes]]:
     """Entry id -> the entry's values as stored (fields ``0``, ``1``, ...), of a read reply."""
     out = {}
