@@ -103,6 +103,10 @@ def streamstate_node_bytes() -> int | None:
     return found[0] if len(found) == 1 else None
 
 
+VALKEY_DEFAULT_NODE_BYTES = 4096
+"""Valkey's default ``stream-node-max-bytes`` (what ElastiCache runs unless changed)."""
+
+
 # -- the writes ---------------------------------------------------------------------------
 
 
@@ -294,7 +298,8 @@ def run(
         "servers": {},
     }
     for name, config in (
-        ("default", {}),
+        # Valkey's own default, stated: the embedded server would otherwise set its own
+        ("default", {"stream-node-max-bytes": VALKEY_DEFAULT_NODE_BYTES}),
         (f"node-{node_bytes}", {"stream-node-max-bytes": node_bytes}),
     ):
         log(f"server {name} ...")
