@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -220,6 +220,57 @@ def _checkpoint_steps(reply: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def blob_table(event: CheckpointPut) -> dict[tuple[str, Any], Typed]:
     return {(b.channel, b.version): b.value for b in event.blobs}
+
+
+class Seeds:
+    """Per channel, the nearest checkpoint of a parent chain that has a value for it.
+
+    "Has a value" as ``get_tuple`` resolves ``channel_values``: the checkpoint's version
+    of the channel names a non-empty stored value, in its own step or (a channel it did
+    not change) in the ancestor that stored that version. Feed the chain newest first;
+    a channel whose version a checkpoint does not carry stays *unresolved* until the
+    ancestor storing it is fed, and then seeds at the depth where it was first seen.
+    """
+
+    def __init__(self, channels: Iterable[str]) -> None:
+        self.open: set[str] = set(channels)
+        self.unresolved: dict[str, tuple[int, Any]] = {}
+        self.found: dict[str, tuple[int, Typed]] = {}
+        """channel -> (depth of the checkpoint it seeds at, the stored value)"""
+
+    def feed(self, depth: int, event: CheckpointPut) -> None:
+        table = blob_table(event)
+        versions = dict(event.versions)
+        for ch in list(self.open):
+            if ch in self.unresolved:
+                at, version = self.unresolved[ch]
+                typed = table.get((ch, version))
+                if typed is None:
+                    continue
+                del self.unresolved[ch]
+                if typed[0] != "empty":
+                    self._seed(ch, at, typed)
+                continue
+            if ch not in versions:
+                continue
+            typed = table.get((ch, versions[ch]))
+            if typed is None:
+                self.unresolved[ch] = (depth, versions[ch])
+            elif typed[0] != "empty":
+                self._seed(ch, depth, typed)
+
+    def settle(self, found: Mapping[tuple[str, Any], Typed]) -> None:
+        """Resolve unresolved versions from values looked up beyond the fed chain."""
+        for ch, (at, version) in list(self.unresolved.items()):
+            typed = found.get((ch, version))
+            if typed is not None:
+                del self.unresolved[ch]
+                if typed[0] != "empty":
+                    self._seed(ch, at, typed)
+
+    def _seed(self, ch: str, depth: int, typed: Typed) -> None:
+        self.found[ch] = (depth, typed)
+        self.open.discard(ch)
 
 
 def writes_key(event: WritesPut) -> str:
@@ -477,15 +528,31 @@ class BedrockSaverCore:
         """``channel_values`` of a checkpoint; versions it does not carry are looked up
         in its ancestors (one GetInvocationStep each, rarely needed)."""
         table = blob_table(event)
-        found: dict[tuple[str, Any], Typed] = {}
         missing = {(ch, ver) for ch, ver in event.versions if (ch, ver) not in table}
-        parent, seen = event.parent_id, set()
-        inv = namespace_invocation(sid, event.ns)
+        found = yield from self.lookup_flow(sid, event.ns, event.parent_id, missing)
+        values: dict[str, Any] = {}
+        for ch, ver in event.versions:
+            typed = table.get((ch, ver)) or found.get((ch, ver))
+            if typed is not None and typed[0] != "empty":
+                values[ch] = serde.loads_typed(typed)
+        return values
+
+    def lookup_flow(
+        self, sid: str, ns: str, parent: str | None, missing: set[tuple[str, Any]]
+    ) -> Flow[dict[tuple[str, Any], Typed]]:
+        """Stored values of ``(channel, version)`` pairs, walking up from ``parent``.
+
+        Each version is found in the ancestor that stored it, retracted or not (a
+        retraction hides a checkpoint from reads, not the values its descendants
+        share); one GetInvocationStep per ancestor, stopping when all are found.
+        """
+        missing = set(missing)
+        found: dict[tuple[str, Any], Typed] = {}
+        inv = namespace_invocation(sid, ns)
+        seen: set[str] = set()
         while missing and parent and parent not in seen:
             seen.add(parent)
-            step = yield from self.log.get_step_flow(
-                sid, inv, checkpoint_step_id(sid, event.ns, parent)
-            )
+            step = yield from self.log.get_step_flow(sid, inv, checkpoint_step_id(sid, ns, parent))
             entry = None if step is None else (yield from self.log.decode_flow(sid, step))
             if entry is None or not isinstance(entry.event, CheckpointPut):
                 break
@@ -494,12 +561,7 @@ class BedrockSaverCore:
                 found[key] = older[key]
                 missing.discard(key)
             parent = entry.event.parent_id
-        values: dict[str, Any] = {}
-        for ch, ver in event.versions:
-            typed = table.get((ch, ver)) or found.get((ch, ver))
-            if typed is not None and typed[0] != "empty":
-                values[ch] = serde.loads_typed(typed)
-        return values
+        return found
 
     def tuple_flow(
         self, thread_id: str, sid: str, record: Record, serde: SerializerProtocol
@@ -775,7 +837,12 @@ class BedrockSaverCore:
                 if isinstance(reply, BedrockApiError):
                     yield from self.log.put_step_flow(sid, *plan)
 
-    def prune_flow(self, thread_ids: Sequence[str], strategy: str) -> Flow[None]:
+    def prune_flow(
+        self, thread_ids: Sequence[str], strategy: str, serde: SerializerProtocol
+    ) -> Flow[None]:
+        """``keep_latest``: retract all but each namespace's newest checkpoint and the
+        ancestors its delta channels are rebuilt from (see :meth:`kept_flow`);
+        ``delete``: delete the threads' sessions."""
         if strategy not in ("keep_latest", "delete"):
             raise ConfigError(f"prune strategy must be 'keep_latest' or 'delete', got {strategy!r}")
         for thread_id in thread_ids:
@@ -791,9 +858,63 @@ class BedrockSaverCore:
                 by_ns.setdefault(cp["invocationId"], []).append(cp)
             doomed: list[str] = []
             for inv, cps in by_ns.items():
-                keep = yield from self._newest_flow(sid, inv, cps)
-                doomed += [s["invocationStepId"] for s in cps if s["invocationStepId"] != keep]
+                newest = yield from self._newest_flow(sid, inv, cps)
+                keep = yield from self.kept_flow(sid, inv, newest, cps, serde)
+                doomed += [s["invocationStepId"] for s in cps if s["invocationStepId"] not in keep]
             yield from self.retract_flow(sid, doomed)
+
+    def kept_flow(
+        self,
+        sid: str,
+        inv: str,
+        newest: str,
+        cps: Sequence[dict[str, Any]],
+        serde: SerializerProtocol,
+    ) -> Flow[set[str]]:
+        """The checkpoint steps of one namespace that ``prune(keep_latest)`` keeps.
+
+        The newest, and for each ``DeltaChannel`` it has a version of (the channels of
+        its ``counters_since_delta_snapshot`` metadata) its ancestors back to the one
+        holding that channel's value: the writes between them are the channel's
+        history, and the value its seed. A thread without delta channels keeps only
+        the newest. The chain is read newest first, a batch of steps at a time.
+        """
+        order = [s["invocationStepId"] for s in cps]  # newest first
+        position = {step: i for i, step in enumerate(order)}
+        events: dict[str, CheckpointPut | None] = {}
+
+        def fetch(step: str, size: int) -> Flow[CheckpointPut | None]:
+            if step not in events:
+                i = position[step]
+                chunk = [x for x in order[i : i + size] if x not in events]
+                entries = yield from self.log.fetch_flow(sid, [(inv, x) for x in chunk])
+                for x, e in zip(chunk, entries):
+                    ok = e is not None and isinstance(e.event, CheckpointPut)
+                    events[x] = e.event if ok else None  # type: ignore[union-attr]
+            return events[step]
+
+        keep = {newest}
+        head = yield from fetch(newest, 1)
+        if head is None:
+            return keep
+        meta = serde.loads_typed(head.metadata)
+        counters = meta.get("counters_since_delta_snapshot") if isinstance(meta, dict) else None
+        versions = dict(head.versions)
+        channels = [ch for ch in counters or {} if ch in versions]
+        seeds = Seeds(channels)
+        event: CheckpointPut | None = head
+        depth = 0
+        while event is not None and seeds.open:
+            seeds.feed(depth, event)
+            if not seeds.open or not event.parent_id:
+                break
+            step = checkpoint_step_id(sid, event.ns, event.parent_id)
+            if step not in position:  # retracted or missing: the chain ends here
+                break
+            keep.add(step)
+            event = yield from fetch(step, BATCH_SIZE)
+            depth += 1
+        return keep
 
     def _newest_flow(self, sid: str, inv: str, cps: Sequence[dict[str, Any]]) -> Flow[str]:
         """The newest checkpoint step of a namespace (fetching only steps that tie on
@@ -836,65 +957,58 @@ class BedrockSaverCore:
     def delta_flow(
         self, config: RunnableConfig, channels: Sequence[str], serde: SerializerProtocol
     ) -> Flow[dict[str, DeltaChannelHistory]]:
-        """``get_delta_channel_history`` in one walk up the parent chain.
+        """``get_delta_channel_history``: the base class's walk, reading less.
 
-        Per ancestor (newest first): its writes for each channel still open, then its
-        stored value as the seed. A version the ancestor does not carry is resolved
-        further up; the writes collected meanwhile belong below the seed and are kept
-        only if that version turns out empty.
+        The contract is LangGraph's default (``get_tuple`` of each ancestor, newest
+        first: collect its writes for each channel, stop a channel at the first
+        ancestor whose ``channel_values`` has it), but an ancestor's values are never
+        decoded except a seed, and a version it shares with an older checkpoint is
+        resolved by walking on (see :class:`Seeds`). Per ancestor: one round trip for
+        its step and the listing of its writes, one for the writes.
         """
         if not channels:
             return {}
-        empty: dict[str, DeltaChannelHistory] = {ch: {"writes": []} for ch in channels}
         thread_id = thread_of(config)
         ns = ns_of(config)
         found = yield from self.record_flow(thread_id, ns, get_checkpoint_id(config))
         if found is None:
-            return empty
+            return {ch: {"writes": []} for ch in channels}
         sid, target = found
-        inv = namespace_invocation(sid, ns)
-        collected: dict[str, list[tuple[int, list[PendingWrite]]]] = {c: [] for c in channels}
-        seeds: dict[str, Any] = {}
-        open_: set[str] = set(channels)
-        unresolved: dict[str, tuple[int, Any]] = {}
-        cursor, depth, seen = target.event.parent_id, 0, set()
-        while cursor and open_ and cursor not in seen:
-            seen.add(cursor)
-            record = (yield from self.load_flow(sid, [(inv, checkpoint_step_id(sid, ns, cursor))]))[
-                0
-            ]
-            if record is None:
-                break
-            writes = [w for *_, w in fold_writes(record.writes, serde)]
-            table = blob_table(record.event)
-            versions = dict(record.event.versions)
-            for ch in list(open_):
-                collected[ch].append((depth, [w for w in writes if w[1] == ch]))
-                if ch in unresolved:
-                    at, version = unresolved[ch]
-                    if (ch, version) not in table:
-                        continue
-                    del unresolved[ch]
-                    if table[(ch, version)][0] != "empty":
-                        seeds[ch] = serde.loads_typed(table[(ch, version)])
-                        collected[ch] = [c for c in collected[ch] if c[0] <= at]
-                        open_.discard(ch)
-                        continue
-                if ch not in versions:
-                    continue
-                typed = table.get((ch, versions[ch]))
-                if typed is None:
-                    unresolved[ch] = (depth, versions[ch])
-                elif typed[0] != "empty":
-                    seeds[ch] = serde.loads_typed(typed)
-                    open_.discard(ch)
-            cursor = record.event.parent_id
-            depth += 1
+        chain, seeds = yield from self.ancestors_flow(sid, ns, target.event.parent_id, channels)
+        folded = [[w for *_, w in fold_writes(record.writes, serde)] for record in chain]
         result: dict[str, DeltaChannelHistory] = {}
         for ch in channels:
-            ordered = [w for _, ws in reversed(collected[ch]) for w in ws]
-            entry: DeltaChannelHistory = {"writes": ordered}
-            if ch in seeds:
-                entry["seed"] = seeds[ch]
+            depth, typed = seeds.found.get(ch, (len(chain) - 1, None))
+            entry: DeltaChannelHistory = {
+                "writes": [w for ws in reversed(folded[: depth + 1]) for w in ws if w[1] == ch]
+            }
+            if typed is not None:
+                entry["seed"] = serde.loads_typed(typed)
             result[ch] = entry
         return result
+
+    def ancestors_flow(
+        self, sid: str, ns: str, cursor: str | None, channels: Sequence[str]
+    ) -> Flow[tuple[list[Record], Seeds]]:
+        """The live ancestors from ``cursor`` up, newest first with their writes, until
+        every channel has a seed (or the chain ends: at the root, or at a retracted or
+        missing checkpoint, as ``get_tuple`` of it would find nothing)."""
+        seeds = Seeds(channels)
+        inv = namespace_invocation(sid, ns)
+        chain: list[Record] = []
+        seen: set[str] = set()
+        while cursor and seeds.open and cursor not in seen:
+            seen.add(cursor)
+            ref = (inv, checkpoint_step_id(sid, ns, cursor))
+            record = (yield from self.load_flow(sid, [ref]))[0]
+            if record is None:
+                break
+            seeds.feed(len(chain), record.event)
+            chain.append(record)
+            cursor = record.event.parent_id
+        if seeds.unresolved:
+            # the chain ended before the checkpoint storing these versions (it may be
+            # retracted: its values still resolve, as get_tuple resolves them)
+            wanted = {(ch, version) for ch, (_at, version) in seeds.unresolved.items()}
+            seeds.settle((yield from self.lookup_flow(sid, ns, cursor, wanted)))
+        return chain, seeds

@@ -378,7 +378,7 @@ class _BedrockSaverBase(BaseCheckpointSaver[str]):
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """``keep_latest`` retracts all but each namespace's latest checkpoint;
         ``delete`` deletes the threads' sessions."""
-        complete(self._core.prune_flow(thread_ids, strategy), self._run)
+        complete(self._core.prune_flow(thread_ids, strategy, self.serde), self._run)
 
     def get_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
@@ -437,7 +437,7 @@ class _BedrockSaverBase(BaseCheckpointSaver[str]):
         await acomplete(self._core.copy_flow(source_thread_id, target_thread_id), self._arun)
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        await acomplete(self._core.prune_flow(thread_ids, strategy), self._arun)
+        await acomplete(self._core.prune_flow(thread_ids, strategy, self.serde), self._arun)
 
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
