@@ -465,10 +465,6 @@ def plan_delete(
     return ScriptCall(DELETE, [*keys, keyspace.sessions], [sk.tag])
 
 
-def plan_exists(keyspace: Keyspace, session: SessionName) -> Command:
-    return Command(("EXISTS", keyspace.session(session).log))
-
-
 def plan_trim(
     keyspace: Keyspace, session: SessionName, *, maxlen: int | None, minid: str | None
 ) -> Command:

@@ -14,7 +14,7 @@ from streamstate.errors import BackendError
 from streamstate.eventlog._drive import Emit, Flow
 from streamstate.eventlog.codec import Codec
 from streamstate.eventlog.events import LogEntry
-from streamstate.eventlog.keys import Keyspace, SessionKeys, SessionName, parse_session_tag
+from streamstate.eventlog.keys import Keyspace, SessionName, parse_session_tag
 from streamstate.eventlog.ops import Op, Projection
 from streamstate.eventlog.valkey import _core as core
 from streamstate.eventlog.valkey.scripts import SNAPSHOT
@@ -173,7 +173,3 @@ def snapshot(keys: Sequence[str]) -> Flow[dict[str, tuple[str, Any]]]:
             value = list(raw)
         out[key] = (kind, value)
     return out
-
-
-def view_keys(projections: Sequence[Projection], keys: SessionKeys) -> list[str]:
-    return [k for p in projections for k in p.view_keys(keys)]
