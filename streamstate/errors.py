@@ -57,6 +57,39 @@ class ScriptError(BackendError):
     """A server-side script failed (nothing it would have written was written)."""
 
 
+class ReplicationTimeout(BackendError):
+    """A write was applied on the primary but not confirmed in time by the replicas
+    (``WAIT``) or by the append-only files (``WAITAOF``) that ``wait_replicas`` /
+    ``wait_aof`` asked for.
+
+    The write is not acknowledged: a failover now may lose it. Retrying the same call
+    (same checkpoint id, task id, item key) is safe: streamstate's writes are
+    idempotent, so a retry appends nothing twice and waits again.
+
+    Attributes:
+        wanted: Replicas that had to confirm.
+        confirmed: Replicas that confirmed within the timeout.
+        timeout_ms: The wait, in milliseconds.
+        local_fsynced: With ``wait_aof``, whether the primary fsynced its own AOF
+            (``None`` without ``wait_aof``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        wanted: int,
+        confirmed: int,
+        timeout_ms: int,
+        local_fsynced: bool | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.wanted = wanted
+        self.confirmed = confirmed
+        self.timeout_ms = timeout_ms
+        self.local_fsynced = local_fsynced
+
+
 class ConflictError(StreamstateError):
     """An idempotency key or a compare-and-set precondition did not hold."""
 

@@ -2,6 +2,10 @@
 
 Client exceptions are translated in one place (:func:`map_errors`). Connection errors
 and timeouts are retried with bounded, jittered backoff, and only for idempotent calls.
+
+With a :class:`WaitPolicy`, every call that writes is sent as a pipeline on one
+connection: the write, then ``WAIT`` (or ``WAITAOF``), so a write is confirmed by the
+replicas in the same round trip, and a call returns only once they confirmed it.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import asyncio
 import contextlib
 import math
 import random
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,8 +32,15 @@ from tenacity import (
 )
 from valkey import exceptions as vx
 
-from streamstate.errors import BackendError, BackendUnavailable, ConfigError, ScriptError
+from streamstate.errors import (
+    BackendError,
+    BackendUnavailable,
+    ConfigError,
+    ReplicationTimeout,
+    ScriptError,
+)
 from streamstate.eventlog.valkey._core import Call, Command, ScriptCall
+from streamstate.eventlog.valkey.scripts import LuaScript
 
 
 @dataclass(frozen=True)
@@ -177,14 +189,291 @@ def _first_wait(policy: RetryPolicy) -> float:
     return random.uniform(0, policy.initial_wait)
 
 
-class ValkeyExecutor:
-    """Runs calls on a sync client."""
+DEFAULT_WAIT_TIMEOUT_MS = 1000
+"""How long a write waits for its replicas by default (``wait_timeout_ms``)."""
 
-    def __init__(self, client: valkey.Valkey, retry: RetryPolicy | None = None) -> None:
+
+@dataclass(frozen=True)
+class WaitPolicy:
+    """Replica-confirmed writes.
+
+    Every call that writes is followed, on the same connection and in the same round
+    trip, by ``WAIT replicas timeout_ms`` (or ``WAITAOF 1 replicas timeout_ms`` with
+    ``aof``); the call returns only once enough replicas confirmed, and raises
+    :class:`~streamstate.errors.ReplicationTimeout` otherwise. Reads never wait.
+
+    Args:
+        replicas: Replicas that must have each write (in memory; with ``aof``, in
+            their fsynced append-only file).
+        timeout_ms: How long the server waits for them (> 0: ``WAIT`` with 0 would
+            block forever).
+        aof: Use ``WAITAOF``: the primary's own AOF must be fsynced too (it needs
+            ``appendonly yes``), and replicas count once their AOF is fsynced.
+    """
+
+    replicas: int = 0
+    timeout_ms: int = DEFAULT_WAIT_TIMEOUT_MS
+    aof: bool = False
+
+    def __post_init__(self) -> None:
+        if not _whole(self.replicas) or self.replicas < 0:
+            raise ConfigError(f"wait_replicas must be a whole number >= 0, got {self.replicas!r}")
+        if not _whole(self.timeout_ms) or self.timeout_ms <= 0:
+            raise ConfigError(
+                f"wait_timeout_ms must be a whole number of milliseconds > 0, got"
+                f" {self.timeout_ms!r}"
+            )
+        if not isinstance(self.aof, bool):
+            raise ConfigError(f"wait_aof must be True or False, got {self.aof!r}")
+
+    @classmethod
+    def of(
+        cls, replicas: int = 0, timeout_ms: int = DEFAULT_WAIT_TIMEOUT_MS, aof: bool = False
+    ) -> WaitPolicy | None:
+        """The policy for these constructor arguments; ``None`` when nothing is waited for."""
+        policy = cls(replicas, timeout_ms, aof)
+        return policy if policy.replicas or policy.aof else None
+
+    def command(self) -> tuple[Any, ...]:
+        if self.aof:
+            return ("WAITAOF", 1, self.replicas, self.timeout_ms)
+        return ("WAIT", self.replicas, self.timeout_ms)
+
+    def check(self, reply: Any) -> None:
+        """Raise :class:`ReplicationTimeout` unless ``reply`` confirms the write."""
+        if self.aof:
+            local, confirmed = int(reply[0]), int(reply[1])
+            if local >= 1 and confirmed >= self.replicas:
+                return
+            what = (
+                f"fsynced to the primary's AOF: {'yes' if local else 'no'}; to the AOF of"
+                f" {confirmed} of the {self.replicas} replicas asked for (wait_aof)"
+            )
+        else:
+            local, confirmed = -1, int(reply)
+            if confirmed >= self.replicas:
+                return
+            what = (
+                f"confirmed by {confirmed} of the {self.replicas} replicas asked for"
+                " (wait_replicas)"
+            )
+        raise ReplicationTimeout(
+            f"the write was applied on the primary but not confirmed within"
+            f" {self.timeout_ms} ms: {what}. It is not acknowledged: a failover now could"
+            " lose it. Retrying with the same ids is safe (streamstate writes are"
+            " idempotent).",
+            wanted=self.replicas,
+            confirmed=confirmed,
+            timeout_ms=self.timeout_ms,
+            local_fsynced=bool(local) if self.aof else None,
+        )
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# Scripts and commands that only read (a read may refresh a TTL: that is not waited for
+# either). Anything else is a write; a script added later waits until it is listed here.
+_READ_SCRIPTS = frozenset(
+    {
+        "get_tuple", "list_page", "delta_history", "store_read", "session_info", "snapshot",
+        "thread_stats",
+    }
+)  # fmt: skip
+_UNWAITED_COMMANDS = frozenset(
+    {
+        "EXISTS", "GET", "HGET", "HGETALL", "HMGET", "INFO", "MEMORY", "MGET", "PING",
+        "PTTL", "SCAN", "SMEMBERS", "SSCAN", "TTL", "TYPE", "XINFO", "XLEN", "XPENDING",
+        "XRANGE", "XREAD", "XREVRANGE", "ZCARD", "ZRANGE", "ZSCORE",
+        # consumer-group bookkeeping: a lost delivery or ack means a redelivery
+        # (at-least-once), never lost data
+        "XACK", "XGROUP", "XREADGROUP",
+    }
+)  # fmt: skip
+
+
+def waits(call: Call) -> bool:
+    """Whether ``call`` writes, and so waits for its replicas under a :class:`WaitPolicy`."""
+    if isinstance(call, ScriptCall):
+        return call.script.name not in _READ_SCRIPTS
+    name = call.args[0]
+    name = name.decode() if isinstance(name, (bytes, bytearray)) else str(name)
+    return name.upper() not in _UNWAITED_COMMANDS
+
+
+def _routing_key(call: Call) -> Any:
+    if isinstance(call, ScriptCall):
+        return call.keys[0] if call.keys else None
+    return call.args[1] if len(call.args) > 1 else None
+
+
+FENCE = LuaScript("wait_fence", "redis.call('SET', KEYS[1], '1')\nredis.call('DEL', KEYS[1])\n")
+"""Writes and deletes a key of the write's own hash slot: something that always reaches
+the replication stream. ``WAIT`` only covers what *this connection* wrote, so a retried
+write that finds itself already applied (and writes nothing) would be confirmed at once,
+however far the replicas are behind; after the fence it waits until the replicas have
+everything the primary had, the earlier write included."""
+
+
+def fence_key(key: Any, cluster: bool) -> bytes | None:
+    """A key beside ``key`` (its hash slot on a cluster) for :data:`FENCE`; ``None`` when
+    no such name can be built (a cluster key holding a ``{`` but no hash tag)."""
+    k = key if isinstance(key, bytes) else str(key).encode()
+    if not cluster:
+        return k + b":~wait"
+    start = k.find(b"{")
+    if start < 0:
+        return k + b":~wait{" + k + b"}"
+    end = k.find(b"}", start + 1)
+    return k + b":~wait" if end > start + 1 else None
+
+
+class _Unconfirmed:
+    """Whether a write of this executor may sit on the primary unconfirmed.
+
+    Set from the start (a new process may be retrying what a previous one could not
+    confirm) and after any waited write that failed; while set, waited writes carry the
+    :data:`FENCE`. A fenced write confirmed after the last failure clears it: the
+    replicas then had everything the primary held when the fence ran.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._raised = 1
+        self._settled = 0
+
+    def mark(self) -> int | None:
+        with self._lock:
+            return self._raised if self._raised > self._settled else None
+
+    def suspect(self) -> None:
+        with self._lock:
+            self._raised += 1
+
+    def settle(self, mark: int | None) -> None:
+        if mark is not None:
+            with self._lock:
+                self._settled = max(self._settled, mark)
+
+
+@dataclass(frozen=True)
+class _Waited:
+    """A waited write as one pipeline: positions of the replies that matter."""
+
+    commands: list[tuple[Any, ...]]
+    main: int
+    fence: int | None
+    wait: int
+
+
+def plan_waited(
+    call: Call, wait: WaitPolicy, *, source: bool, fence: bytes | None, asking: bool
+) -> _Waited:
+    """The pipeline for ``call``: the write (EVALSHA, or EVAL after NOSCRIPT), the fence
+    if any, then WAIT. ``asking``: each keyed command is preceded by ASKING (a slot
+    being migrated, after an ASK redirect)."""
+    commands: list[tuple[Any, ...]] = []
+    if asking:
+        commands.append(("ASKING",))
+    if isinstance(call, Command):
+        commands.append(tuple(call.args))
+    else:
+        head = ("EVAL", call.script.source) if source else ("EVALSHA", call.script.sha)
+        commands.append((*head, len(call.keys), *call.keys, *call.args))
+    main = len(commands) - 1
+    fence_at = None
+    if fence is not None:
+        if asking:
+            commands.append(("ASKING",))
+        commands.append(("EVAL", FENCE.source, 1, fence))
+        fence_at = len(commands) - 1
+    commands.append(wait.command())
+    return _Waited(commands, main, fence_at, len(commands) - 1)
+
+
+def _resend_reason(plan: _Waited, replies: list[Any]) -> Exception | None:
+    """A reply that asks for the pipeline again: NOSCRIPT, or (cluster) ASK / MOVED."""
+    for at in (plan.main, plan.fence):
+        if at is not None and isinstance(replies[at], (vx.NoScriptError, vx.AskError)):
+            return replies[at]
+    return None
+
+
+def read_waited(call: Call, wait: WaitPolicy, plan: _Waited, replies: list[Any]) -> Any:
+    """The write's reply once the pipeline's replies confirm it; else the error."""
+    main = replies[plan.main]
+    with map_errors(call):
+        if isinstance(main, Exception):
+            raise main
+    if plan.fence is not None and isinstance(replies[plan.fence], Exception):
+        with map_errors(Command(("EVAL", "wait_fence"))):
+            raise replies[plan.fence]
+    confirm = replies[plan.wait]
+    if isinstance(confirm, Exception):
+        name = wait.command()[0]
+        with map_errors(Command((name,))):
+            if isinstance(confirm, vx.ResponseError):
+                raise BackendError(
+                    f"{name} after the write failed (the write itself was applied): {confirm}"
+                ) from confirm
+            raise confirm
+    wait.check(confirm)
+    return main
+
+
+def socket_timeout(client: Any) -> float | None:
+    """The client's socket timeout in seconds (standalone, Sentinel or cluster)."""
+    for owner in (
+        getattr(client, "connection_pool", None),
+        getattr(client, "nodes_manager", None),
+        client,
+    ):
+        kwargs = getattr(owner, "connection_kwargs", None)
+        if isinstance(kwargs, dict) and "socket_timeout" in kwargs:
+            return kwargs["socket_timeout"]
+    return None
+
+
+def check_wait(client: Any, wait: WaitPolicy | None) -> None:
+    if wait is None:
+        return
+    timeout = socket_timeout(client)
+    if timeout and wait.timeout_ms / 1000 >= 0.8 * timeout:
+        raise ConfigError(
+            f"wait_timeout_ms={wait.timeout_ms} must stay below the client's socket_timeout"
+            f" ({timeout:g} s, with a margin): a WAIT outliving the socket timeout would"
+            " look like a dead server"
+        )
+
+
+_REDIRECTS = 5
+"""NOSCRIPT, ASK and MOVED replies followed within one attempt of a waited write."""
+
+
+class ValkeyExecutor:
+    """Runs calls on a sync client.
+
+    Args:
+        client: A standalone, Sentinel-managed or cluster client.
+        retry: Retry budget for connection errors of idempotent calls.
+        wait: Replica confirmation of every write (``None``: writes do not wait).
+    """
+
+    def __init__(
+        self,
+        client: valkey.Valkey,
+        retry: RetryPolicy | None = None,
+        wait: WaitPolicy | None = None,
+    ) -> None:
         check_client(client)
+        check_wait(client, wait)
         self.client = client
         self.retry = retry or RetryPolicy()
+        self.wait = wait
+        self.cluster = is_cluster(client)
         self.sent = _SentOnce()
+        self.unconfirmed = _Unconfirmed()
 
     def run(self, call: Call) -> Any:
         for command in self.sent.pending(call):
@@ -208,6 +497,8 @@ class ValkeyExecutor:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _once(self, call: Call) -> Any:
+        if self.wait is not None and waits(call):
+            return self._once_waited(call, self.wait)
         with map_errors(call):
             if isinstance(call, Command):
                 reply = self.client.execute_command(*call.args)
@@ -218,15 +509,100 @@ class ValkeyExecutor:
             except vx.NoScriptError:
                 return self.client.eval(call.script.source, len(call.keys), *call.keys, *call.args)
 
+    def _once_waited(self, call: Call, wait: WaitPolicy) -> Any:
+        mark = self.unconfirmed.mark()
+        key = _routing_key(call)
+        fence = fence_key(key, self.cluster) if mark is not None and key is not None else None
+        source, ask = False, None
+        try:
+            for _ in range(_REDIRECTS):
+                plan = plan_waited(call, wait, source=source, fence=fence, asking=ask is not None)
+                replies = self._pipeline(key, ask, plan.commands)
+                resend = _resend_reason(plan, replies)
+                if resend is None:
+                    reply = read_waited(call, wait, plan, replies)
+                    break
+                source, ask = self._redirected(call, resend, source, ask)
+            else:
+                raise _Transient(BackendUnavailable(f"still redirected after {_REDIRECTS} tries"))
+        except BaseException as exc:
+            self.unconfirmed.suspect()
+            if self.cluster and isinstance(exc, _Transient):
+                self._refresh()  # the slot may have a new owner: look again, as valkey-py does
+            raise
+        self.unconfirmed.settle(mark if fence is not None else None)
+        if isinstance(call, Command):
+            self.sent.settled(call)
+        return reply
+
+    def _pipeline(self, key: Any, ask: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Every command on one connection, in one send; replies or errors, in order."""
+        with map_errors(Command(commands[-1])):
+            client = self.client
+            if self.cluster:
+                node = _cluster_node(self.client, key, ask)
+                client = self.client.get_valkey_connection(node)
+            pipe = client.pipeline(transaction=False)
+            for args in commands:
+                pipe.execute_command(*args)
+            try:
+                return pipe.execute(raise_on_error=False)
+            except (vx.ConnectionError, vx.TimeoutError):
+                if self.cluster:  # as valkey-py does: start the next lookup elsewhere
+                    self.client.nodes_manager.startup_nodes.pop(node.name, None)
+                raise
+
+    def _redirected(
+        self, call: Call, resend: Exception, source: bool, ask: Any
+    ) -> tuple[bool, Any]:
+        if isinstance(resend, vx.NoScriptError):
+            if source:
+                raise BackendError(f"NOSCRIPT after EVAL: {resend}") from resend
+            return True, ask
+        if not self.cluster:
+            with map_errors(call):
+                raise resend
+        if isinstance(resend, vx.MovedError):
+            self._refresh()
+            return source, None
+        return source, resend
+
+    def _refresh(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.nodes_manager.initialize()
+
+
+def _cluster_node(client: Any, key: Any, ask: Any) -> Any:
+    """The node that takes a write of ``key`` (or that an ASK redirect named)."""
+    if key is None:
+        raise BackendError("a write without a key cannot be confirmed on a cluster")
+    try:
+        if ask is not None:
+            node = client.get_node(host=ask.host, port=ask.port)
+            if node is not None:
+                return node
+        return client.nodes_manager.get_node_from_slot(client.keyslot(key))
+    except vx.SlotNotCoveredError as exc:
+        raise vx.ClusterDownError(str(exc)) from exc
+
 
 class AsyncValkeyExecutor:
-    """Runs calls on an asyncio client."""
+    """Runs calls on an asyncio client (arguments as :class:`ValkeyExecutor`)."""
 
-    def __init__(self, client: valkey.asyncio.Valkey, retry: RetryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        client: valkey.asyncio.Valkey,
+        retry: RetryPolicy | None = None,
+        wait: WaitPolicy | None = None,
+    ) -> None:
         check_client(client)
+        check_wait(client, wait)
         self.client = client
         self.retry = retry or RetryPolicy()
+        self.wait = wait
+        self.cluster = is_cluster(client)
         self.sent = _SentOnce()
+        self.unconfirmed = _Unconfirmed()
 
     async def run(self, call: Call) -> Any:
         for command in self.sent.pending(call):
@@ -250,6 +626,8 @@ class AsyncValkeyExecutor:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _once(self, call: Call) -> Any:
+        if self.wait is not None and waits(call):
+            return await self._once_waited(call, self.wait)
         with map_errors(call):
             if isinstance(call, Command):
                 reply = await self.client.execute_command(*call.args)
@@ -263,3 +641,71 @@ class AsyncValkeyExecutor:
                 return await self.client.eval(
                     call.script.source, len(call.keys), *call.keys, *call.args
                 )
+
+    async def _once_waited(self, call: Call, wait: WaitPolicy) -> Any:
+        mark = self.unconfirmed.mark()
+        key = _routing_key(call)
+        fence = fence_key(key, self.cluster) if mark is not None and key is not None else None
+        source, ask = False, None
+        try:
+            for _ in range(_REDIRECTS):
+                plan = plan_waited(call, wait, source=source, fence=fence, asking=ask is not None)
+                replies = await self._pipeline(key, ask, plan.commands)
+                resend = _resend_reason(plan, replies)
+                if resend is None:
+                    reply = read_waited(call, wait, plan, replies)
+                    break
+                source, ask = await self._redirected(call, resend, source, ask)
+            else:
+                raise _Transient(BackendUnavailable(f"still redirected after {_REDIRECTS} tries"))
+        except BaseException as exc:
+            self.unconfirmed.suspect()
+            if self.cluster and isinstance(exc, _Transient):
+                await self._refresh()  # the slot may have a new owner
+            raise
+        self.unconfirmed.settle(mark if fence is not None else None)
+        if isinstance(call, Command):
+            self.sent.settled(call)
+        return reply
+
+    async def _pipeline(self, key: Any, ask: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Every command on one connection, in one send; replies or errors, in order."""
+        with map_errors(Command(commands[-1])):
+            if not self.cluster:
+                pipe = self.client.pipeline(transaction=False)
+                for args in commands:
+                    pipe.execute_command(*args)
+                return await pipe.execute(raise_on_error=False)
+            from valkey.asyncio.cluster import PipelineCommand
+
+            await self.client.initialize()
+            node = _cluster_node(self.client, key, ask)
+            stack = [PipelineCommand(i, *args) for i, args in enumerate(commands)]
+            try:
+                await node.execute_pipeline(stack)
+                for c in stack:  # the node keeps a broken connection's errors as replies
+                    if isinstance(c.result, (vx.ConnectionError, vx.TimeoutError)):
+                        raise c.result
+            except (vx.ConnectionError, vx.TimeoutError):
+                self.client.nodes_manager.startup_nodes.pop(node.name, None)
+                raise
+            return [c.result for c in stack]
+
+    async def _redirected(
+        self, call: Call, resend: Exception, source: bool, ask: Any
+    ) -> tuple[bool, Any]:
+        if isinstance(resend, vx.NoScriptError):
+            if source:
+                raise BackendError(f"NOSCRIPT after EVAL: {resend}") from resend
+            return True, ask
+        if not self.cluster:
+            with map_errors(call):
+                raise resend
+        if isinstance(resend, vx.MovedError):
+            await self._refresh()
+            return source, None
+        return source, resend
+
+    async def _refresh(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.client.nodes_manager.initialize()

@@ -21,6 +21,7 @@ from streamstate.eventlog.valkey._exec import (
     AsyncValkeyExecutor,
     RetryPolicy,
     ValkeyExecutor,
+    WaitPolicy,
     capped_block_ms,
     is_cluster,
 )
@@ -45,6 +46,7 @@ class _LogConfig:
         retry: RetryPolicy | None = None,
         register_sessions: bool = True,
         max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD,
+        wait: WaitPolicy | None = None,
     ) -> None:
         self.keyspace = keyspace or Keyspace()
         self.codec = codec or Codec()
@@ -52,7 +54,7 @@ class _LogConfig:
         self.register_sessions = register_sessions
         self.cluster = is_cluster(client)
         self.max_payload_bytes = max_payload_bytes
-        self.executor = self.executor_class(client, retry)
+        self.executor = self.executor_class(client, retry, wait)
         self.run = self.executor.run
 
     @property
@@ -151,6 +153,8 @@ class ValkeyEventLog(_LogConfig):
         retry: Budget for retrying connection errors on idempotent calls.
         max_payload_bytes: Refuse (``PayloadTooLarge``) an append larger than this,
             before anything is sent; ``None`` for no limit.
+        wait: Replica confirmation of every write, in the write's round trip
+            (``WaitPolicy.of(replicas, timeout_ms, aof)``); ``None``: writes do not wait.
     """
 
     executor_class = ValkeyExecutor
