@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
 import json
 import os
 import uuid
@@ -177,7 +178,17 @@ def _runs(entries: Sequence[LogEntry], meta: Mapping[str, dict[str, Any]]) -> li
             cur.run_id = run_id
         if isinstance(ev, CheckpointPut) and ev.ns == "":
             cur.root_checkpoints += 1
-    return runs
+    # A run_id the metadata names is the authority: a resume under the same run_id (a
+    # config reused for Command(resume=...)) continues that run.
+    merged: list[_Run] = []
+    for run in runs:
+        last = merged[-1] if merged else None
+        if last is not None and run.run_id is not None and run.run_id == last.run_id:
+            last.entries += run.entries
+            last.root_checkpoints += run.root_checkpoints
+        else:
+            merged.append(run)
+    return merged
 
 
 # -- spans -------------------------------------------------------------------------------------
@@ -235,7 +246,7 @@ class _Builder:
         """Input checkpoints of subgraphs: events of the task that ran the subgraph."""
 
     def span_id(self, key: str) -> str:
-        return _hex(f"{self.trace}|{key}", 8)
+        return _hex(f"{self.trace}|{self.run.entries[0].id}|{key}", 8)
 
     def time_of(self, entry: LogEntry) -> float:
         ev = entry.event
@@ -515,14 +526,18 @@ def span_json(span: Span) -> dict[str, Any]:
     }
 
 
-def _otel() -> Any:
+def _otel(module: str = "opentelemetry.sdk.trace") -> Any:
+    """A module of the ``otel`` extra; its absence is a ConfigError naming the extra (any
+    other import error propagates)."""
     try:
-        from opentelemetry.sdk import trace as sdk_trace
-    except ImportError as exc:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("opentelemetry"):
+            raise
         raise ConfigError(
-            "exporting spans needs the otel extra: pip install 'streamstate[otel]'"
+            f"exporting spans needs the otel extra (no module named {exc.name!r}):"
+            " pip install 'streamstate[otel]'"
         ) from exc
-    return sdk_trace
 
 
 def readable_spans(spans: Iterable[Span], *, service_name: str = "streamstate") -> list[Any]:
@@ -570,7 +585,9 @@ def export_spans(
 
     Raises:
         ExportFailed: The exporter reported a failure.
+        ConfigError: The ``otel`` extra is missing.
     """
+    _otel()
     from opentelemetry.sdk.trace.export import SpanExportResult
 
     readable = readable_spans(spans, service_name=service_name)
@@ -623,11 +640,11 @@ def export_otlp(
         ExportFailed: The endpoint refused them or could not be reached in ``timeout``.
         ConfigError: The ``otel`` extra is missing, or ``endpoint`` is no http(s) URL.
     """
-    _otel()
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
+    exporters = _otel("opentelemetry.exporter.otlp.proto.http.trace_exporter")
     url = traces_url(endpoint)
-    exporter = OTLPSpanExporter(endpoint=url, headers=dict(headers or {}), timeout=timeout)
+    exporter = exporters.OTLPSpanExporter(
+        endpoint=url, headers=dict(headers or {}), timeout=timeout
+    )
     try:
         return export_spans(spans, exporter, service_name=service_name)
     except ExportFailed as exc:

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import valkey
 from langgraph.graph import END, START, StateGraph
+from langgraph.types import Command
 from typing_extensions import TypedDict
 
 from streamstate import ValkeySaver, otel
@@ -173,6 +174,26 @@ def test_run_id_names_the_trace(valkey_url: str, saver: ValkeySaver) -> None:
     assert root.attributes["langgraph.run_id"] == run_id
     assert root.attributes["streamstate.run.inferred"] is False
     assert {s.trace_id for s in spans} == {root.trace_id}
+
+
+def test_a_resume_under_the_same_run_id_continues_that_run(
+    valkey_url: str, saver: ValkeySaver
+) -> None:
+    thread_id = f"same-{uuid.uuid4().hex[:8]}"
+    run_id = str(uuid.uuid4())
+    config: Any = {"configurable": {"thread_id": thread_id}, "metadata": {"run_id": run_id}}
+    graph = build_agent(saver)
+    graph.invoke({"messages": [user_message(3)]}, config)
+    graph.invoke(Command(resume={"approved": True}), config)
+    spans = otel.thread_spans(valkey_url, thread_id)
+    (root,) = [s for s in spans if s.kind == "run"]
+    assert root.attributes["langgraph.run_id"] == run_id
+    assert len({s.span_id for s in spans}) == len(spans)
+    reviews = [s for s in spans if s.name == "review"]
+    assert [e.name for s in reviews for e in s.events if e.name != "writes"] == [
+        "interrupt",
+        "resume",
+    ]
 
 
 def test_update_state_is_a_run_of_its_own(valkey_url: str, saver: ValkeySaver) -> None:
