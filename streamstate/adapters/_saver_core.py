@@ -90,6 +90,8 @@ class SaverCore:
         self.chain = True
         """Each appended entry carries its digest and chain hash; off only to measure
         what the chain costs (``python -m bench chain``)."""
+        self.serde: SerializerProtocol | None = None
+        """The saver's serializer, to read checkpoint metadata when pruning."""
 
     @property
     def keyspace(self) -> Keyspace:
@@ -576,21 +578,24 @@ class SaverCore:
         rows.sort(key=lambda r: tuple(reversed(text(r[0]).split(":", 1))))
         return rows
 
-    def compact_flow(self, thread: Thread, keep: Keep, attempts: int = 5) -> Flow[None]:
+    def compact_flow(
+        self, thread: Thread, keep: Keep, attempts: int = 5, *, delta_history: bool = False
+    ) -> Flow[None]:
         """Rewrite a thread's log to hold only the checkpoints ``keep`` selects.
 
         ``keep`` gets ``(ns, checkpoint id, run id)`` of every checkpoint and returns the
         ``(ns, checkpoint id)`` pairs to keep. Each kept checkpoint is re-emitted
         self-contained (the values it needs that no earlier kept checkpoint carries)
         with its writes; the swap is atomic and only happens if no append landed since
-        the read, else it is retried.
+        the read, else it is retried. With ``delta_history`` the ancestors a kept
+        checkpoint's delta channels are rebuilt from are kept too.
         """
         for _ in range(attempts):
             last = logcore.read_last_id((yield logcore.plan_last_id(self.keyspace, thread.session)))
             if last == "0-0":
                 return
             rows = yield from self.read_all_raw(thread)
-            events = self.compacted_events(rows, keep)
+            events = self.compacted_events(rows, keep, delta_history=delta_history)
             if not events:
                 yield from self.delete_one(thread)
                 return
@@ -600,12 +605,16 @@ class SaverCore:
                 return
         raise ConflictError(f"thread {thread.thread_id!r} kept changing while it was compacted")
 
-    def compacted_events(self, rows: Sequence[Any], keep: Keep) -> list[Any]:
+    def compacted_events(
+        self, rows: Sequence[Any], keep: Keep, *, delta_history: bool = False
+    ) -> list[Any]:
         parsed = []
         for row in rows:
             ens, ecid = text(row[0]).split(":", 1)
             parsed.append((unescape(ens), unescape(ecid), row))
         kept = keep([(ns, cid, decode_record(row[1])[3]) for ns, cid, row in parsed])
+        if delta_history:
+            kept = self.with_delta_ancestors(parsed, kept)
         events: list[Any] = []
         emitted: set[tuple[str, str]] = set()
         codec = self.codec
@@ -645,6 +654,35 @@ class SaverCore:
                 events.append(WritesPut(ns, cid, task_id, task_path, writes, time.time()))
         return events
 
+    def with_delta_ancestors(
+        self, parsed: Sequence[tuple[str, str, Any]], kept: set[tuple[str, str]]
+    ) -> set[tuple[str, str]]:
+        """``kept`` and, for each kept checkpoint, its ancestors back to the one holding
+        a stored value (a snapshot) of each of its delta channels: LangGraph rebuilds a
+        DeltaChannel from that value and the writes after it. The delta channels are
+        those the checkpoint's metadata counts (``counters_since_delta_snapshot``)."""
+        if self.serde is None:
+            return kept
+        rows = {(ns, cid): row for ns, cid, row in parsed}
+        out = set(kept)
+        for ns, cid in kept:
+            row = rows[(ns, cid)]
+            metadata = self.serde.loads_typed(self.head(row[2], Thread("?"), cid).metadata)
+            counters = (metadata or {}).get("counters_since_delta_snapshot") or {}
+            if not counters:
+                continue
+            waiting = {spec_channel(s) for s in decode_record(row[1])[1]} & set(counters)
+            cursor: str = cid
+            while waiting and (ns, cursor) in rows:
+                out.add((ns, cursor))
+                _f, rec, _head, values, *_writes = rows[(ns, cursor)]
+                _filter, specs, parent, _run = decode_record(rec)
+                for spec, value in zip(specs, values):
+                    if value not in (None, b"", -1):
+                        waiting.discard(spec_channel(spec))
+                cursor = parent
+        return out
+
     def threads_named(self, thread_id: str) -> Flow[list[Thread]]:
         """The sessions of a thread id: one, or one per actor for AgentCore threads."""
         require_str(thread_id, "thread_id")
@@ -664,7 +702,7 @@ class SaverCore:
                 if strategy == "delete":
                     yield from self.delete_one(thread)
                 else:
-                    yield from self.compact_flow(thread, _newest_per_ns)
+                    yield from self.compact_flow(thread, _newest_per_ns, delta_history=True)
 
     def delete_for_runs_flow(self, run_ids: Sequence[str]) -> Flow[None]:
         runs = [r for r in run_ids if isinstance(r, str) and r]

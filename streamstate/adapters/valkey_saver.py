@@ -23,15 +23,22 @@ from langgraph.checkpoint.base import (
     DeltaChannelHistory,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
+from valkey.credentials import CredentialProvider
 
 from streamstate.adapters import _saver_core as core
 from streamstate.adapters._bridge import LoopBound, in_thread, iter_in_thread
 from streamstate.adapters._checkpoints import next_version
-from streamstate.connection import async_client_from_url, client_from_url, url_or_conn_string
+from streamstate.connection import (
+    async_client_from_url,
+    client_from_url,
+    url_or_conn_string,
+    url_wait_options,
+)
 from streamstate.eventlog._drive import acomplete, adrive, complete, drive
 from streamstate.eventlog.codec import Codec
 from streamstate.eventlog.keys import Keyspace
 from streamstate.eventlog.valkey import AsyncValkeyEventLog, RetryPolicy, ValkeyEventLog
+from streamstate.eventlog.valkey._exec import DEFAULT_WAIT_TIMEOUT_MS, WaitPolicy
 from streamstate.eventlog.valkey.log import DEFAULT_MAX_PAYLOAD
 
 
@@ -53,6 +60,9 @@ class _SaverBase(BaseCheckpointSaver[str]):
         retry: RetryPolicy | None = None,
         max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD,
         refresh_on_read: bool = False,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = DEFAULT_WAIT_TIMEOUT_MS,
+        wait_aof: bool = False,
     ) -> None:
         super().__init__(serde=serde)
         codec = codec or Codec()
@@ -63,10 +73,12 @@ class _SaverBase(BaseCheckpointSaver[str]):
             max_payload_bytes=max_payload_bytes,
             keyspace=Keyspace(prefix),
             codec=codec,
+            wait=WaitPolicy.of(wait_replicas, wait_timeout_ms, wait_aof),
         )
         self._core = core.SaverCore(
             self.log, codec, ttl=ttl, actors=self.actors, refresh_on_read=refresh_on_read
         )
+        self._core.serde = self.serde
 
     @property
     def ttl(self) -> float | None:
@@ -91,6 +103,12 @@ class ValkeySaver(_SaverBase):
             (``PayloadTooLarge``) before sending it; ``None`` for no limit.
         refresh_on_read: With ``ttl``, reading a thread (``get_tuple``, ``list``) also
             restarts its TTL, in the same round trip; without it only writes do.
+        wait_replicas: Every write (``put``, ``put_writes``, deletes, ...) returns only
+            once this many replicas have it (``WAIT``, in the write's round trip), else
+            raises ``ReplicationTimeout``; 0 (the default) does not wait.
+        wait_timeout_ms: How long a write waits for its replicas.
+        wait_aof: Wait for fsynced append-only files (``WAITAOF``): the primary's, and
+            ``wait_replicas`` replicas'.
     """
 
     log_class = ValkeyEventLog
@@ -105,15 +123,21 @@ class ValkeySaver(_SaverBase):
         ttl_seconds: float | None = None,
         pool_size: int = 10,
         serde: SerializerProtocol | None = None,
+        credential_provider: CredentialProvider | None = None,
         **kwargs: Any,
     ) -> Iterator[ValkeySaver]:
         """A saver on a new client for ``url`` (no URL: the embedded server), closed on exit.
 
         ``conn_string`` is the same URL under ``langgraph-checkpoint-aws``'s keyword name.
+        The URL's ``wait_replicas``, ``wait_timeout_ms`` and ``wait_aof`` parameters are
+        defaults for the arguments of the same names; ``credential_provider`` (e.g.
+        :class:`~streamstate.connection.ElastiCacheIAMProvider`) authenticates every
+        connection.
         """
-        client = client_from_url(url_or_conn_string(url, conn_string), pool_size=pool_size)
+        url = url_or_conn_string(url, conn_string)
+        client = client_from_url(url, pool_size=pool_size, credential_provider=credential_provider)
         try:
-            yield cls(client, ttl=ttl_seconds, serde=serde, **kwargs)
+            yield cls(client, ttl=ttl_seconds, serde=serde, **{**url_wait_options(url), **kwargs})
         finally:
             client.close()
 
@@ -255,12 +279,16 @@ class AsyncValkeySaver(_SaverBase, LoopBound):
         ttl_seconds: float | None = None,
         pool_size: int = 10,
         serde: SerializerProtocol | None = None,
+        credential_provider: CredentialProvider | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[AsyncValkeySaver]:
         """As :meth:`ValkeySaver.from_conn_string`, on an asyncio client."""
-        client = async_client_from_url(url_or_conn_string(url, conn_string), pool_size=pool_size)
+        url = url_or_conn_string(url, conn_string)
+        client = async_client_from_url(
+            url, pool_size=pool_size, credential_provider=credential_provider
+        )
         try:
-            yield cls(client, ttl=ttl_seconds, serde=serde, **kwargs)
+            yield cls(client, ttl=ttl_seconds, serde=serde, **{**url_wait_options(url), **kwargs})
         finally:
             await client.aclose()
 

@@ -325,9 +325,6 @@ async def _needs_history(subject: Subject, config: Any) -> None:
 
 
 PRUNE_DROPS_DELTA_HISTORY = {
-    "ValkeySaver",
-    "AsyncValkeySaver",
-    "AgentCoreValkeySaver",
     "AgentCoreMemorySaver",
 }
 """Savers whose ``prune(keep_latest)`` keeps only each namespace's latest checkpoint
