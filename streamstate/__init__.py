@@ -37,6 +37,7 @@ _EXPORTS = {
     "stats": "streamstate.audit",
     "ValkeyAudit": "streamstate.audit",
     "Codec": "streamstate.eventlog.codec",
+    "import_checkpoints": "streamstate.importer",
 }
 
 __all__ = sorted(_EXPORTS)

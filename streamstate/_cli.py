@@ -977,6 +977,82 @@ def export(
         _console().print(f"exported {sent} spans of {runs} runs to {markup_escape(target)}")
 
 
+@app.command("import")
+def import_(
+    ctx: typer.Context,
+    source: Annotated[
+        str,
+        typer.Argument(
+            metavar="SOURCE",
+            help="A Valkey URL holding langgraph-checkpoint-aws ValkeySaver or"
+            " AgentCoreValkeySaver data, or module:factory making a LangGraph checkpointer"
+            " (or a context manager yielding one).",
+        ),
+    ],
+    thread: Annotated[
+        list[str] | None, typer.Option("--thread", help="Only this thread (repeatable).")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count only; write nothing.")] = False,
+    check: Annotated[
+        bool, typer.Option("--verify", help="Compare every imported checkpoint with the source.")
+    ] = False,
+    url: UrlOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Copy every thread, checkpoint and pending write of another checkpointer into
+    streamstate (same ids, parents, metadata). Running it again appends nothing, so an
+    interrupted import is resumed by running it again; --verify exits 1 on a difference."""
+    from streamstate import AgentCoreValkeySaver, ValkeySaver
+    from streamstate.connection import client_from_url, redact_url
+    from streamstate.importer import import_checkpoints, open_source
+
+    s = _settings(ctx, url, json_out)
+    target_url = _checked_url(s.url or os.environ.get("STREAMSTATE_URL") or _embedded_url())
+    src = open_source(source)
+    client = client_from_url(target_url)
+    try:
+        with _progress() as bar, _cluster_errors(target_url):
+            task = bar.add_task("dry run" if dry_run else "importing", total=None)
+            report = import_checkpoints(
+                src,
+                ValkeySaver(client, prefix=s.prefix),
+                actor_target=AgentCoreValkeySaver(client, prefix=s.prefix),
+                dry_run=dry_run,
+                verify=check,
+                threads=thread,
+                on_thread=lambda n: bar.update(task, description=f"{n} threads"),
+                on_checkpoint=lambda _rec: bar.advance(task),
+            )
+    except BackendUnavailable as exc:
+        raise BackendUnavailable(f"cannot reach {redact_url(target_url)}: {exc}") from exc
+    finally:
+        client.close()
+        src.close()
+    counts = {
+        "threads": report.threads,
+        "namespaces": report.namespaces,
+        "checkpoints": report.checkpoints,
+        "writes": report.writes,
+    }
+    if s.json:
+        _emit_json(
+            {
+                **counts,
+                "dry_run": dry_run,
+                "verified": report.verified,
+                "mismatches": report.mismatches,
+            }
+        )
+    else:
+        verb = "would import" if dry_run else "imported"
+        line = ", ".join(f"{v} {k}" for k, v in counts.items())
+        _console().print(f"{verb} {line}" + (f"; verified {report.verified}" if check else ""))
+        for problem in report.mismatches:
+            _console().print(f"[red]✗[/] {markup_escape(problem)}")
+    if not report.ok:
+        _fail(1)
+
+
 # -- entry point ------------------------------------------------------------------------------
 
 
