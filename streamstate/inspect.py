@@ -23,19 +23,20 @@ but their APIs list no sessions by activity and report no sizes (see
 from __future__ import annotations
 
 import base64
-import bisect
 import dataclasses
 import datetime
+import heapq
 import json
 import math
+import operator
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from langgraph.checkpoint.base import CheckpointTuple
 
-from streamstate.adapters._checkpoints import Thread
+from streamstate.adapters._checkpoints import ACTOR_THREAD, THREAD, Thread
 from streamstate.audit import (
     HistoryEntry,
     Target,
@@ -47,8 +48,14 @@ from streamstate.audit import (
 from streamstate.errors import ConfigError, NotFound
 from streamstate.eventlog._drive import Flow, complete
 from streamstate.eventlog.events import CheckpointPut, Typed
-from streamstate.eventlog.keys import Keyspace, SessionName, escape, parse_session_tag
-from streamstate.eventlog.valkey._core import Command, ScriptCall, text
+from streamstate.eventlog.keys import (
+    Keyspace,
+    SessionKeys,
+    SessionName,
+    escape,
+    parse_session_tag,
+)
+from streamstate.eventlog.valkey._core import ScriptCall, text
 from streamstate.eventlog.valkey.scripts import LuaScript
 from streamstate.projections import checkpoints as thread_views
 
@@ -249,42 +256,48 @@ STATS_PAGE = 1000
 are 100 round trips, small enough that one call holds the server for milliseconds."""
 SCAN_COUNT = 5000
 
-# KEYS: per thread its log, v and z (thread_keys order). ARGV[1]: what to measure, any of
-# 'a' (the last entry's id), 'c' (checkpoints: members 'c:...' of z, every namespace),
-# 's' (bytes: MEMORY USAGE of the three keys). Reply, per thread: XLEN (-1: the log key
-# holds no stream), last id ('' unless asked or no entry), checkpoints (-1: not asked or
-# no index: a layout-1 thread), bytes (-1: not asked). Read-only.
+# KEYS: per thread its log, v and z (thread_keys order). ARGV[1]: 'page' to measure each
+# thread whole, or one figure to sort by: 'a' (the last entry's millisecond), 'c'
+# (checkpoints: members 'c:...' of z, every namespace), 's' (bytes: MEMORY USAGE of the
+# three keys). Reply, per thread: for 'page' XLEN (-1: the log key holds no stream), last
+# id ('' when empty), checkpoints, bytes; else that one figure. Checkpoints are -1 for a
+# thread without index (key layout 1); the last millisecond is 0 for an empty log.
+# Read-only.
 THREAD_STATS = LuaScript(
     "thread_stats",
     r"""
 local what = ARGV[1]
-local want_last = string.find(what, 'a', 1, true) ~= nil
-local want_cps = string.find(what, 'c', 1, true) ~= nil
-local want_size = string.find(what, 's', 1, true) ~= nil
+local function last_id(log)
+  local ok, e = pcall(redis.call, 'XREVRANGE', log, '+', '-', 'COUNT', 1)
+  if ok and e[1] then return e[1][1] end
+  return ''
+end
+local function checkpoints(z)
+  local got = redis.pcall('ZLEXCOUNT', z, '[c:', '(c;')
+  if type(got) == 'number' and (got > 0 or redis.call('EXISTS', z) == 1) then return got end
+  return -1
+end
+local function bytes(log, v, z)
+  return (redis.call('MEMORY', 'USAGE', log) or 0) + (redis.call('MEMORY', 'USAGE', v) or 0)
+    + (redis.call('MEMORY', 'USAGE', z) or 0)
+end
 local out = {}
 for i = 1, #KEYS, 3 do
   local log, v, z = KEYS[i], KEYS[i + 1], KEYS[i + 2]
-  local n = redis.pcall('XLEN', log)
-  if type(n) ~= 'number' then n = -1 end
-  local last = ''
-  if want_last and n > 0 then
-    local e = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)
-    if e[1] then last = e[1][1] end
+  if what == 'a' then
+    out[#out + 1] = tonumber(string.match(last_id(log), '^(%d+)')) or 0
+  elseif what == 'c' then
+    out[#out + 1] = checkpoints(z)
+  elseif what == 's' then
+    out[#out + 1] = bytes(log, v, z)
+  else
+    local n = redis.pcall('XLEN', log)
+    if type(n) ~= 'number' then n = -1 end
+    out[#out + 1] = n
+    out[#out + 1] = last_id(log)
+    out[#out + 1] = checkpoints(z)
+    out[#out + 1] = bytes(log, v, z)
   end
-  local c = -1
-  if want_cps then
-    local got = redis.pcall('ZLEXCOUNT', z, '[c:', '(c;')
-    if type(got) == 'number' and (got > 0 or redis.call('EXISTS', z) == 1) then c = got end
-  end
-  local b = -1
-  if want_size then
-    b = (redis.call('MEMORY', 'USAGE', log) or 0) + (redis.call('MEMORY', 'USAGE', v) or 0)
-      + (redis.call('MEMORY', 'USAGE', z) or 0)
-  end
-  out[#out + 1] = n
-  out[#out + 1] = last
-  out[#out + 1] = c
-  out[#out + 1] = b
 end
 return out
 """,
@@ -353,119 +366,129 @@ class ThreadPage:
         }
 
 
-@dataclasses.dataclass(frozen=True)
-class _Candidate:
-    tag: str
-    thread: Thread
-    expires_ms: float
+# KEYS[1]: a registry: the threads zset (members scored by expiry, ms) or layout 1's
+# session set. ARGV: [1] cursor, [2] COUNT, [3] MATCH pattern or ''. Reply: {next cursor,
+# member, score ('inf' for a set), ...} of the members whose thread has not expired: the
+# filter runs on the server's clock, and scores stay strings nobody parses unless shown.
+# Read-only.
+REGISTRY_SCAN = LuaScript(
+    "registry_scan",
+    r"""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local args = {KEYS[1], ARGV[1]}
+if ARGV[3] ~= '' then
+  args[#args + 1] = 'MATCH'
+  args[#args + 1] = ARGV[3]
+end
+args[#args + 1] = 'COUNT'
+args[#args + 1] = ARGV[2]
+local kind = redis.call('TYPE', KEYS[1])['ok']
+local out = {'0'}
+if kind == 'zset' then
+  local r = redis.call('ZSCAN', unpack(args))
+  out[1] = r[1]
+  for i = 1, #r[2], 2 do
+    local s = r[2][i + 1]
+    if s == 'inf' or tonumber(s) >= now then
+      out[#out + 1] = r[2][i]
+      out[#out + 1] = s
+    end
+  end
+elseif kind == 'set' then
+  local r = redis.call('SSCAN', unpack(args))
+  out[1] = r[1]
+  for _, m in ipairs(r[2]) do
+    out[#out + 1] = m
+    out[#out + 1] = 'inf'
+  end
+elseif kind ~= 'none' then
+  return redis.error_reply('WRONGTYPE streamstate: ' .. KEYS[1] .. ' holds a ' .. kind)
+end
+return out
+""",
+)
 
 
-def _pairs(items: Sequence[Any]) -> Iterator[tuple[str, float]]:
-    """ZSCAN members with their scores, whether or not the client paired them."""
-    if items and isinstance(items[0], (tuple, list)):
-        for member, score in items:
-            yield text(member), float(score)
-        return
-    for k in range(0, len(items) - 1, 2):
-        yield text(items[k]), float(items[k + 1])
-
-
-def _scan(
-    command: str, key: str, match: str | None, *, scores: bool
-) -> Flow[list[tuple[str, float]]]:
-    found: dict[str, float] = {}
-    cursor = 0
+def _scan(key: str, match: str | None) -> Flow[dict[bytes, bytes]]:
+    """Members of a registry whose thread has not expired, with their scores (raw)."""
+    found: dict[bytes, bytes] = {}
+    cursor: Any = 0
     while True:
-        args: list[Any] = [command, key, cursor, "COUNT", SCAN_COUNT]
-        if match is not None:
-            args[3:3] = ["MATCH", match]
-        reply = yield Command(tuple(args))
-        cursor, items = int(reply[0]), list(reply[1])
-        if scores:
-            found.update(_pairs(items))
-        else:
-            found.update((text(m), math.inf) for m in items)
-        if cursor == 0:
-            return list(found.items())
+        reply = yield ScriptCall(REGISTRY_SCAN, [key], [cursor, SCAN_COUNT, match or ""])
+        cursor = reply[0]
+        it = iter(reply[1:])
+        found.update(zip(it, it))
+        if int(cursor) == 0:
+            return found
+
+
+_Candidate = tuple[str, str, str, bytes]
+"""``(thread id, actor id or '', session tag, registry score)``: made for every
+registered thread, so a plain tuple (a page's rows get a :class:`ThreadInfo`)."""
 
 
 def _candidates(
     keyspace: Keyspace, *, actor: str | None, run: str | None, prefix: str | None
 ) -> Flow[list[_Candidate]]:
     """The registered, unexpired threads that pass the filters."""
-    seconds, micros = yield Command(("TIME",))
-    now_ms = int(seconds) * 1000 + int(micros) // 1000
     # Without an actor, a thread id prefix cannot be one pattern (in 'a,' tags it comes
     # after the actor): those threads are filtered here.
     match = None if actor is None else f"a,{escape(actor)},{escape(prefix or '')}*"
     if run is not None:
-        registry = thread_views.run_registry(keyspace, run)
-        members = yield from _scan("ZSCAN", registry, match, scores=True)
+        members = yield from _scan(thread_views.run_registry(keyspace, run), match)
     else:
-        members = yield from _scan(
-            "ZSCAN", thread_views.threads_registry(keyspace), match, scores=True
-        )
+        members = yield from _scan(thread_views.threads_registry(keyspace), match)
         # threads of key layout 1 stay in the session set until migrated
-        legacy = yield from _scan("SSCAN", keyspace.sessions, match, scores=False)
-        known = {m for m, _s in members}
-        members += [(m, s) for m, s in legacy if m not in known]
-    out = []
-    for tag, expires in members:
-        if expires < now_ms:
-            continue  # the thread expired; the registry forgets it lazily
-        found = Thread.from_session(parse_session_tag(tag))
-        if found is None:
+        legacy = yield from _scan(keyspace.sessions, match)
+        members = {**legacy, **members}
+    out: list[_Candidate] = []
+    for raw, score in members.items():
+        tag = raw.decode()
+        kind, _, rest = tag.partition(",")
+        # most ids need no unescaping: parse only those that do (100,000 tags a listing)
+        parts = parse_session_tag(tag)[1:] if "%" in rest else rest.split(",")
+        if kind == THREAD and len(parts) == 1:
+            thread_id, actor_id = parts[0], ""
+        elif kind == ACTOR_THREAD and len(parts) == 2:
+            actor_id, thread_id = parts
+        else:
+            continue  # a store session of layout 1's set
+        if actor is not None and actor_id != actor:
             continue
-        if actor is not None and found.actor_id != actor:
+        if prefix and not thread_id.startswith(prefix):
             continue
-        if prefix and not found.thread_id.startswith(prefix):
-            continue
-        out.append(_Candidate(tag, found, expires))
+        out.append((thread_id, actor_id, tag, score))
     return out
 
 
 def plan_thread_stats(keyspace: Keyspace, tags: Sequence[str], what: str) -> ScriptCall:
-    """One call measuring threads (``what``: letters of :data:`THREAD_STATS`'s ARGV)."""
-    sessions = [keyspace.session(parse_session_tag(tag)) for tag in tags]
-    keys = [k for sk in sessions for k in thread_views.thread_keys(sk)]
+    """One call measuring threads (``what``: ``page``, ``a``, ``c`` or ``s``; see
+    :data:`THREAD_STATS`)."""
+    # registry members are session tags already: no parse and re-escape per thread
+    keys = [k for tag in tags for k in thread_views.thread_keys(SessionKeys(keyspace.prefix, tag))]
     return ScriptCall(THREAD_STATS, keys, [what])
 
 
-def read_thread_stats(reply: Sequence[Any]) -> list[tuple[int, str, int, int]]:
-    """Per thread ``(events, last id, checkpoints, bytes)`` as the script gives them."""
+def read_thread_page(reply: Sequence[Any]) -> list[tuple[int, str, int, int]]:
+    """Per thread ``(events, last id, checkpoints, bytes)`` of a ``page`` call."""
     return [
         (int(reply[k]), text(reply[k + 1]), int(reply[k + 2]), int(reply[k + 3]))
         for k in range(0, len(reply), 4)
     ]
 
 
-def _measure(
-    keyspace: Keyspace, tags: Sequence[str], what: str, cluster: bool
-) -> Flow[list[tuple[int, str, int, int]]]:
-    out: list[tuple[int, str, int, int]] = []
+def _measure(keyspace: Keyspace, tags: Sequence[str], what: str, cluster: bool) -> Flow[list[Any]]:
+    """The script's figures for every thread: one call per :data:`STATS_PAGE` threads."""
+    out: list[Any] = []
     # On a cluster each thread has its own slot, so a script may measure only one.
     page = 1 if cluster else STATS_PAGE
     for start in range(0, len(tags), page):
-        reply = yield plan_thread_stats(keyspace, tags[start : start + page], what)
-        out += read_thread_stats(reply)
+        out += yield plan_thread_stats(keyspace, tags[start : start + page], what)
     return out
 
 
-def _order(sort: str, cand: _Candidate, stats: tuple[int, str, int, int] | None) -> tuple:
-    """The sort key of a thread: descending figures, then ascending ids."""
-    ident = (cand.thread.thread_id, cand.thread.actor_id or "")
-    if sort == "id" or stats is None:
-        return ident
-    _events, last, cps, size = stats
-    if sort == "activity":
-        # the millisecond only: sequence numbers count within one stream, not across
-        return (-int(last.partition("-")[0] or 0), *ident)
-    if sort == "size":
-        return (-size, *ident)
-    return (-cps, *ident)
-
-
-_WHAT = {"activity": "a", "size": "s", "checkpoints": "c", "id": ""}
+_WHAT = {"activity": "a", "size": "s", "checkpoints": "c"}
 
 
 def encode_cursor(sort: str, key: tuple) -> str:
@@ -509,30 +532,41 @@ def threads_flow(
         raise ConfigError(f"limit must be at least 1, got {limit}")
     start_key = None if after is None else decode_cursor(after, sort)
     cands = yield from _candidates(keyspace, actor=actor, run=run, prefix=prefix)
-    what = _WHAT[sort]
-    if what:
-        figures = yield from _measure(keyspace, [c.tag for c in cands], what, cluster)
-        keyed = [(_order(sort, c, f), c) for c, f in zip(cands, figures)]
+    # Sort keys: the figure descending (activity by the millisecond only: sequence
+    # numbers count within one stream, not across), then thread id and actor ascending.
+    if sort == "id":
+        keyed = [((c[0], c[1]), c) for c in cands]
     else:
-        keyed = [(_order(sort, c, None), c) for c in cands]
-    keyed.sort(key=lambda kc: kc[0])
-    keys = [k for k, _c in keyed]
-    first = 0 if start_key is None else bisect.bisect_right(keys, start_key)
-    page = keyed[first : first + limit]
-    full = yield from _measure(keyspace, [c.tag for _k, c in page], "acs", cluster)
-    rows = [
-        ThreadInfo(
-            thread_id=c.thread.thread_id,
-            actor_id=c.thread.actor_id,
-            events=None if events < 0 else events,
-            last_entry_id=last or None,
-            checkpoints=None if cps < 0 else cps,
-            bytes=None if size < 0 else size,
-            expires_at=None if math.isinf(c.expires_ms) else c.expires_ms / 1000,
+        figures = yield from _measure(keyspace, [c[2] for c in cands], _WHAT[sort], cluster)
+        keyed = [((-int(f), c[0], c[1]), c) for c, f in zip(cands, figures)]
+    # a page of the order, not the whole order sorted: O(n log limit)
+    first = 0
+    if start_key is not None:
+        rest = [kc for kc in keyed if kc[0] > start_key]
+        first = len(keyed) - len(rest)
+        keyed_after = rest
+    else:
+        keyed_after = keyed
+    page = heapq.nsmallest(limit, keyed_after, key=operator.itemgetter(0))
+    measured = yield from _measure(keyspace, [c[2] for _k, c in page], "page", cluster)
+    rows = []
+    for (_k, (thread_id, actor_id, _tag, score)), figures_of in zip(
+        page, read_thread_page(measured)
+    ):
+        events, last, cps, size = figures_of
+        expires = float(score)
+        rows.append(
+            ThreadInfo(
+                thread_id=thread_id,
+                actor_id=actor_id or None,
+                events=None if events < 0 else events,
+                last_entry_id=last or None,
+                checkpoints=None if cps < 0 else cps,
+                bytes=None if size < 0 else size,
+                expires_at=None if math.isinf(expires) else expires / 1000,
+            )
         )
-        for (_k, c), (events, last, cps, size) in zip(page, full)
-    ]
-    more = first + limit < len(keyed)
+    more = len(page) < len(keyed_after)
     cursor = encode_cursor(sort, page[-1][0]) if more else None
     return ThreadPage(rows, len(keyed), sort, cursor, offset=first)
 
