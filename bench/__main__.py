@@ -18,6 +18,7 @@ BENCHES = {
     "footprint": "bench.footprint_bench",
     "fanout": "bench.fanout_bench",
     "chain": "bench.chain_bench",
+    "threads": "bench.threads_bench",
 }
 
 USAGE = f"usage: python -m bench {{{','.join([*BENCHES, 'all'])}}} [--quick] [options]"
