@@ -64,6 +64,8 @@ from typing import Any
 from langchain_core.messages import BaseMessage, convert_to_messages
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
+    ERROR,
+    INTERRUPT,
     ChannelVersions,
     Checkpoint,
     CheckpointMetadata,
@@ -92,6 +94,7 @@ from streamstate.errors import CodecError, ConfigError
 from streamstate.eventlog._drive import Emit, Flow
 from streamstate.eventlog.agentcore import (
     ACTOR_ID_RE,
+    COUNT,
     KIND,
     KIND_PART,
     PART_OF,
@@ -115,6 +118,13 @@ CP = "ss.cp"
 RUN = "ss.run"
 PARENT = "ss.par"
 TASK = "ss.task"
+BATCH = "ss.b"
+"""On an event holding more than one checkpoint or writes event (batched saving)."""
+LO = "ss.lo"
+HI = "ss.hi"
+"""On batch events: the smallest and largest checkpoint id its events name."""
+
+BATCHING_MODES = ("off", "step", "deferred")
 
 KIND_CP = "cp"
 KIND_WR = "wr"
@@ -262,6 +272,107 @@ def _blobs(event: CheckpointPut) -> dict[ChannelKey, Typed]:
     return {(b.channel, b.version): b.value for b in event.blobs}
 
 
+@dataclass(frozen=True)
+class Batch:
+    """Events of one thread and namespace to send in one append, in saving order."""
+
+    thread: Thread
+    events: tuple[CheckpointPut | WritesPut, ...]
+    refs: dict[str, str]
+
+
+class SaveBuffer:
+    """Checkpoints and writes not yet sent (batched saving), per ``(thread, ns)``.
+
+    A batch holds checkpoints of one run (``ss.run`` stays exact), with the writes of
+    those checkpoints and of checkpoints this buffer sent earlier (whose events are
+    marked ``ss.b``, so a reader looks for their writes in later batches). Writes of
+    any other checkpoint go in their own event, found by ``ss.cp`` as usual.
+    Thread-safe: LangGraph saves from background threads.
+    """
+
+    def __init__(self, remember: int = 4096) -> None:
+        self._queues: OrderedDict[tuple[Thread, str], list[tuple[Any, dict[str, str]]]] = (
+            OrderedDict()
+        )
+        self._sent: OrderedDict[tuple[Thread, str, str], None] = OrderedDict()
+        self._remember = remember
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(q) for q in self._queues.values())
+
+    def add_checkpoint(
+        self, thread: Thread, event: CheckpointPut, refs: dict[str, str], *, step: bool
+    ) -> list[Batch]:
+        with self._lock:
+            self._queues.setdefault((thread, event.ns), []).append((event, refs))
+            return self._take(thread, event.ns, wait=True) if step else []
+
+    def add_writes(self, thread: Thread, event: WritesPut, *, flush: bool) -> list[Batch]:
+        with self._lock:
+            self._queues.setdefault((thread, event.ns), []).append((event, {}))
+            return self._take(thread, event.ns) if flush else []
+
+    def drain(self) -> list[Batch]:
+        with self._lock:
+            out: list[Batch] = []
+            for thread, ns in list(self._queues):
+                out += self._take(thread, ns)
+            return out
+
+    def _take(self, thread: Thread, ns: str, *, wait: bool = False) -> list[Batch]:
+        """Batches for everything queued; with ``wait``, writes of a checkpoint not put
+        yet stay queued (LangGraph may save a step's writes before its checkpoint)."""
+        items = self._queues.pop((thread, ns), [])
+        cps = [e for e, _ in items if isinstance(e, CheckpointPut)]
+        joinable = {e.checkpoint_id for e in cps} | {
+            cid for (t, n, cid) in self._sent if t == thread and n == ns
+        }
+        segments: list[tuple[list[Any], dict[str, str], str | None]] = []
+        alone: dict[str, list[WritesPut]] = {}
+        for event, refs in items:
+            if isinstance(event, WritesPut):
+                if event.checkpoint_id not in joinable:
+                    alone.setdefault(event.checkpoint_id, []).append(event)
+                    continue
+                if not segments:
+                    segments.append(([], {}, None))
+                segments[-1][0].append(event)
+                continue
+            if segments and (
+                (segments[-1][2] not in (None, event.run_id))
+                or any(segments[-1][1].get(ch, eid) != eid for ch, eid in refs.items())
+            ):
+                segments.append(([], {}, None))
+            if not segments:
+                segments.append(([], {}, None))
+            events, merged, _ = segments[-1]
+            events.append(event)
+            merged.update(refs)
+            segments[-1] = (events, merged, event.run_id)
+        for event in cps:
+            self._sent[(thread, ns, event.checkpoint_id)] = None
+            self._sent.move_to_end((thread, ns, event.checkpoint_id))
+        while len(self._sent) > self._remember:
+            self._sent.popitem(last=False)
+        if wait and alone:
+            self._queues[(thread, ns)] = [(w, {}) for ws in alone.values() for w in ws]
+            alone = {}
+        out = [Batch(thread, tuple(w), {}) for w in alone.values()]
+        for events, refs, _ in segments:
+            if any(isinstance(e, CheckpointPut) for e in events):
+                out.append(Batch(thread, tuple(events), refs))
+                continue
+            # writes only: one event per checkpoint, so ``ss.cp`` names all it holds
+            by_cp: dict[str, list[WritesPut]] = {}
+            for w in events:
+                by_cp.setdefault(w.checkpoint_id, []).append(w)
+            out += [Batch(thread, tuple(ws), {}) for ws in by_cp.values()]
+        return out
+
+
 class SaverCore:
     """Everything AgentCoreMemorySaver does that is not I/O.
 
@@ -271,10 +382,21 @@ class SaverCore:
         cache_size: ``(thread, ns)`` pairs whose blob locations are cached.
     """
 
-    def __init__(self, log: LogCore, *, carry_max: int = CARRY_MAX, cache_size: int = 256):
+    def __init__(
+        self,
+        log: LogCore,
+        *,
+        carry_max: int = CARRY_MAX,
+        cache_size: int = 256,
+        batching: str = "off",
+    ):
+        if batching not in BATCHING_MODES:
+            raise ConfigError(f"batching must be one of {BATCHING_MODES}, got {batching!r}")
         self.log = log
         self.carry_max = carry_max
         self.cache = LocCache(cache_size)
+        self.batching = batching
+        self.buffer = SaveBuffer()
 
     # reading helpers ---------------------------------------------------------------------
 
@@ -290,6 +412,23 @@ class SaverCore:
         if stored.kind == KIND_WR and isinstance(event, WritesPut):
             return WrHead(stored, event)
         return None
+
+    def decode_all_flow(
+        self, stored: Stored, known: Mapping[str, Stored] | None = None
+    ) -> Flow[list[CpHead | WrHead]]:
+        """Every checkpoint and writes event one AgentCore event holds (a batch holds
+        several, in the order they were saved)."""
+        if BATCH not in stored.meta:
+            one = yield from self.decode_flow(stored, known)
+            return [] if one is None else [one]
+        envelope = yield from self.log.envelope_flow(stored, known)
+        out: list[CpHead | WrHead] = []
+        for event in envelope.events:
+            if isinstance(event, CheckpointPut):
+                out.append(CpHead(stored, event, dict(envelope.refs)))
+            elif isinstance(event, WritesPut):
+                out.append(WrHead(stored, event))
+        return out
 
     def locs_of(self, head: CpHead) -> dict[ChannelKey, Loc]:
         """Where each channel version of a checkpoint lives (for the next put)."""
@@ -332,15 +471,16 @@ class SaverCore:
             replies = yield Parallel(calls)
             for eid, reply in zip(missing, replies):
                 stored = parse_event(reply["event"])
-                decoded = None if stored is None else (yield from self.decode_flow(stored))
-                if not isinstance(decoded, CpHead):
+                decoded = [] if stored is None else (yield from self.decode_all_flow(stored))
+                merged = _merged(decoded)
+                if eid not in merged:
                     raise CodecError(
                         f"referenced event {eid} is not a streamstate checkpoint",
                         session=thread.thread_id,
                         entry_id=head.stored.event_id,
                         stage="refs",
                     )
-                cache[eid] = decoded
+                cache[eid] = merged[eid]
         for eid, pairs in wanted.items():
             blobs = _blobs(cache[eid].event)
             for ch, ver in pairs:
@@ -408,9 +548,17 @@ class SaverCore:
         assumed to follow the checkpoint. By id: one listing (``ss.ns`` + ``ss.cp``)
         returns both. Latest: the newest ``ss.k=cp`` event (``maxResults=1``), then its
         writes (``ss.cp`` + ``ss.k=wr``).
+
+        Batched saving (``ss.b``) puts several checkpoints and writes in one event,
+        tagged with its newest checkpoint. The latest checkpoint is then the newest one
+        of the newest event, its writes are in that event or in later writes events as
+        usual. By id, a checkpoint that is not found, or found in a batch, costs one
+        more listing (the namespace's batch events, without payloads) and one GetEvent
+        per batch whose id range covers it.
         """
         filters = [eq(NS, meta_value(ns))]
         latest: CpHead | None = None
+        writes: list[WrHead] = []
         if checkpoint_id:
             filters.append(eq(CP, meta_value(checkpoint_id)))
         else:
@@ -420,19 +568,20 @@ class SaverCore:
             newest = [s for s in map(parse_event, reply.get("events", [])) if s is not None]
             if not newest:
                 return None
-            decoded = yield from self.decode_flow(newest[0])
-            if not isinstance(decoded, CpHead) or decoded.event.ns != ns:
+            decoded = yield from self.decode_all_flow(newest[0])
+            cps = [h for h in decoded if isinstance(h, CpHead) and h.event.ns == ns]
+            if not cps:
                 raise CodecError(
                     "the latest checkpoint event does not decode as a checkpoint of its namespace",
                     session=thread.thread_id,
                     entry_id=newest[0].event_id,
                     stage="envelope",
                 )
-            latest = decoded
+            latest = cps[-1]
             checkpoint_id = latest.event.checkpoint_id
+            writes += [h for h in decoded if isinstance(h, WrHead)]
             filters += [eq(CP, meta_value(checkpoint_id)), eq(KIND, KIND_WR)]
         heads: list[CpHead] = []
-        writes: list[WrHead] = []
         token = None
         while True:
             reply = yield self._page(thread, filters, token)
@@ -440,29 +589,76 @@ class SaverCore:
                 stored = parse_event(raw)
                 if stored is None or stored.kind not in (KIND_CP, KIND_WR):
                     continue
-                decoded = yield from self.decode_flow(stored)
-                if isinstance(decoded, WrHead):
-                    writes.append(decoded)
-                elif (
-                    isinstance(decoded, CpHead)
-                    and decoded.event.ns == ns
-                    and decoded.event.checkpoint_id == checkpoint_id
-                ):
-                    heads.append(decoded)
+                self._collect(
+                    (yield from self.decode_all_flow(stored)), ns, checkpoint_id, heads, writes
+                )
             token = reply.get("nextToken")
             if not token:
                 break
+        if latest is None and (not heads or any(BATCH in h.stored.meta for h in heads)):
+            for stored in (yield from self._batches_flow(thread, ns, checkpoint_id)):
+                if any(h.stored.event_id == stored.event_id for h in heads):
+                    continue
+                decoded = yield from self.decode_all_flow(stored)
+                self._collect(decoded, ns, checkpoint_id, heads, writes)
         if latest is None:
             if not heads:
                 return None
             latest = max(heads, key=lambda h: h.stored.seq)
         return latest, writes
 
+    @staticmethod
+    def _collect(
+        decoded: Sequence[CpHead | WrHead],
+        ns: str,
+        checkpoint_id: str,
+        heads: list[CpHead],
+        writes: list[WrHead],
+    ) -> None:
+        for head in decoded:
+            if isinstance(head, WrHead):
+                writes.append(head)
+            elif head.event.ns == ns and head.event.checkpoint_id == checkpoint_id:
+                heads.append(head)
+
+    def _batches_flow(self, thread: Thread, ns: str, checkpoint_id: str) -> Flow[list[Stored]]:
+        """The namespace's batch events whose id range may hold ``checkpoint_id``
+        (listed without payloads, then fetched)."""
+        wanted = meta_value(checkpoint_id)
+        hits: list[str] = []
+        token = None
+        while True:
+            call = self.log.list_call(
+                thread.actor_id,
+                thread.thread_id,
+                [eq(NS, meta_value(ns)), exists(BATCH)],
+                payloads=False,
+                token=token,
+            )
+            reply = yield call
+            for raw in reply.get("events", []):
+                stored = parse_event(raw)
+                if stored is None or not stored.is_head:
+                    continue
+                lo, hi = stored.meta.get(LO, ""), stored.meta.get(HI, "")
+                exact = lo.startswith("=") and hi.startswith("=") and wanted.startswith("=")
+                if not exact or lo <= wanted <= hi:
+                    hits.append(stored.event_id)
+            token = reply.get("nextToken")
+            if not token:
+                break
+        if not hits:
+            return []
+        calls = tuple(self.log.get_call(thread.actor_id, thread.thread_id, e) for e in hits)
+        replies = yield Parallel(calls)
+        return [s for s in (parse_event(r["event"]) for r in replies) if s is not None]
+
     # get_tuple ---------------------------------------------------------------------------
 
     def get_tuple_flow(
         self, config: RunnableConfig, serde: SerializerProtocol
     ) -> Flow[CheckpointTuple | None]:
+        yield from self.flush_flow()  # read your own buffered writes
         thread = thread_of(config)
         ns = ns_of(config)
         found = yield from self.find_flow(thread, ns, get_checkpoint_id(config))
@@ -483,9 +679,42 @@ class SaverCore:
         new_versions: ChannelVersions,
         serde: SerializerProtocol,
     ) -> Flow[RunnableConfig]:
+        thread, event, refs = yield from self.build_put_flow(
+            config, checkpoint, metadata, new_versions, serde
+        )
+        ns = event.ns
+        if self.batching != "off":
+            # buffered: carry every value (no reference to an event not yet created)
+            own = {(b.channel, b.version): Loc("", b.value) for b in event.blobs}
+            self.cache.put(thread, ns, event.checkpoint_id, own)
+            due = self.buffer.add_checkpoint(thread, event, refs, step=self.batching == "step")
+            yield from self.append_batches_flow(due)
+            return thread.config(ns, event.checkpoint_id)
+        raw = yield from self.log.append_flow(
+            thread.actor_id,
+            thread.thread_id,
+            Envelope([event], refs),
+            self.cp_tags(event),
+        )
+        stored = parse_event(raw)
+        assert stored is not None
+        head = CpHead(stored, event, refs)
+        self.cache.put(thread, ns, event.checkpoint_id, self.locs_of(head))
+        return thread.config(ns, event.checkpoint_id)
+
+    def build_put_flow(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+        serde: SerializerProtocol,
+    ) -> Flow[tuple[Thread, CheckpointPut, dict[str, str]]]:
+        """The checkpoint event of a put and its references (reads only on a cache miss)."""
         thread = thread_of(config)
         ns = ns_of(config)
         parent = get_checkpoint_id(config)
+        buffered = self.batching != "off"
         body = dict(checkpoint)
         values: dict[str, Any] = body.pop("channel_values", None) or {}
         versions = dict(checkpoint["channel_versions"])
@@ -501,7 +730,7 @@ class SaverCore:
             if (ch, ver) in written:
                 continue
             loc = known.get((ch, ver))
-            if loc is None and ch in values:
+            if (loc is None or buffered) and ch in values:
                 # the value is at hand: carrying it is cheaper than finding where it lives
                 blobs.append(Blob(ch, ver, serde.dumps_typed(values[ch])))
             elif loc is None:
@@ -528,17 +757,7 @@ class SaverCore:
             created_at=time.time(),
             versions=list(versions.items()),
         )
-        raw = yield from self.log.append_flow(
-            thread.actor_id,
-            thread.thread_id,
-            Envelope([event], refs),
-            self.cp_tags(event),
-        )
-        stored = parse_event(raw)
-        assert stored is not None
-        head = CpHead(stored, event, refs)
-        self.cache.put(thread, ns, event.checkpoint_id, self.locs_of(head))
-        return thread.config(ns, event.checkpoint_id)
+        return thread, event, refs
 
     @staticmethod
     def _place(ch: str, ver: Any, loc: Loc, blobs: list[Blob], refs: dict[str, str]) -> None:
@@ -582,8 +801,10 @@ class SaverCore:
             reply = yield self._page(thread, [eq(NS, meta_value(ns)), eq(KIND, KIND_CP)], token)
             for raw in reply.get("events", []):
                 stored = parse_event(raw)
-                decoded = None if stored is None else (yield from self.decode_flow(stored))
-                if isinstance(decoded, CpHead) and decoded.event.ns == ns:
+                decoded_all = [] if stored is None else (yield from self.decode_all_flow(stored))
+                for decoded in decoded_all:
+                    if not isinstance(decoded, CpHead) or decoded.event.ns != ns:
+                        continue
                     own = _blobs(decoded.event)
                     for key in [k for k in left if k in own]:
                         small = own[key] if len(own[key][1]) <= self.carry_max else None
@@ -606,9 +827,54 @@ class SaverCore:
     ) -> Flow[None]:
         thread = thread_of(config)
         event = writes_event(config, writes, task_id, task_path, serde)
+        if self.batching != "off":
+            # an error or interrupt ends the run here: no checkpoint follows to carry it
+            urgent = self.batching == "step" and any(ch in (ERROR, INTERRUPT) for ch, _ in writes)
+            due = self.buffer.add_writes(thread, event, flush=urgent)
+            yield from self.append_batches_flow(due)
+            return
         yield from self.log.append_flow(
             thread.actor_id, thread.thread_id, Envelope([event]), self.wr_tags(event)
         )
+
+    # batched saving --------------------------------------------------------------------------
+
+    def flush_flow(self) -> Flow[int]:
+        """Write everything buffered; returns the number of CreateEvent batches."""
+        due = self.buffer.drain()
+        yield from self.append_batches_flow(due)
+        return len(due)
+
+    def append_batches_flow(self, batches: Sequence[Batch]) -> Flow[None]:
+        """One append (one CreateEvent unless it exceeds the payload limits) per batch."""
+        for batch in batches:
+            first = batch.events[0]
+            if len(batch.events) == 1 and isinstance(first, WritesPut):
+                tags = self.wr_tags(first)
+            else:
+                # a buffered checkpoint is always marked: its writes may follow in a batch
+                tags = self.batch_tags(batch.events)
+            yield from self.log.append_flow(
+                batch.thread.actor_id,
+                batch.thread.thread_id,
+                Envelope(list(batch.events), batch.refs),
+                tags,
+            )
+
+    def batch_tags(self, events: Sequence[CheckpointPut | WritesPut]) -> dict[str, str]:
+        cps = [e for e in events if isinstance(e, CheckpointPut)]
+        if cps:
+            tags = self.cp_tags(cps[-1])
+        else:
+            last = events[-1]
+            assert isinstance(last, WritesPut)
+            tags = self.wr_tags(last)
+        ids = [e.checkpoint_id for e in events]
+        tags[BATCH] = "1"
+        tags[COUNT] = str(len(events))
+        tags[LO] = meta_value(min(ids))
+        tags[HI] = meta_value(max(ids))
+        return tags
 
     # list ----------------------------------------------------------------------------------
 
@@ -623,6 +889,7 @@ class SaverCore:
         """Checkpoints newest first; each is emitted as soon as its event is read."""
         if limit is not None and limit <= 0:
             return
+        yield from self.flush_flow()
         wanted = {k: canonical(v, serde) for k, v in (filter or {}).items()}
         before_id = get_checkpoint_id(before) if before else None
         if config is None:
@@ -646,7 +913,8 @@ class SaverCore:
             while not scanner.finished:
                 for head in (yield from scanner.step()):
                     ev = head.event
-                    cache.setdefault(head.stored.event_id, head)
+                    if BATCH not in head.stored.meta:  # a batch's blobs are merged on demand
+                        cache.setdefault(head.stored.event_id, head)
                     if (ns is not None and ev.ns != ns) or (exact and ev.checkpoint_id != exact):
                         continue
                     if (ev.ns, ev.checkpoint_id) in seen:
@@ -727,14 +995,13 @@ class SaverCore:
                 break
         heads: list[CpHead | WrHead] = []
         for item in sorted(stored, key=lambda s: s.seq):
-            decoded = yield from self.decode_flow(item, parts)
-            if decoded is not None:
-                heads.append(decoded)
+            heads += yield from self.decode_all_flow(item, parts)
         return heads, parts
 
     def delete_thread_flow(self, thread_id: str, actor_id: str | None = None) -> Flow[None]:
         """Delete every checkpoint, writes and part event of the thread (store messages
         and other events of the session stay)."""
+        yield from self.flush_flow()
         for thread in (yield from self.threads_named_flow(thread_id, actor_id)):
             self.cache.forget(thread.actor_id, thread.thread_id)
             heads: list[Stored] = []
@@ -803,25 +1070,27 @@ class SaverCore:
             raw = yield from self.log.append_flow(
                 target.actor_id, target.thread_id, Envelope([event], refs), tags
             )
-            id_map[head.stored.event_id] = raw["eventId"]
+            if BATCH not in head.stored.meta:  # a batch's copy is several events
+                id_map[head.stored.event_id] = raw["eventId"]
 
     def copy_thread_flow(
         self, source_id: str, target_id: str, actor_id: str | None = None
     ) -> Flow[None]:
         check_session(target_id, "target_thread_id")
+        yield from self.flush_flow()
         for source in (yield from self.threads_named_flow(source_id, actor_id)):
             heads, _parts = yield from self.session_flow(source)
             if not heads:
                 continue
             target = Thread(source.actor_id, target_id)
             self.cache.forget(target.actor_id, target.thread_id)
-            sources = {h.stored.event_id: h for h in heads if isinstance(h, CpHead)}
-            yield from self._rewrite_flow(target, heads, sources, set())
+            yield from self._rewrite_flow(target, heads, _merged(heads), set())
 
     def compact_flow(
-        self, thread: Thread, choose: Callable[[list[CpHead]], set[str]]
+        self, thread: Thread, choose: Callable[[list[CpHead]], set[tuple[str, str]]]
     ) -> Flow[None]:
-        """Keep the checkpoints ``choose`` picks (event ids; it gets them oldest first)
+        """Keep the checkpoints ``choose`` picks (``(ns, checkpoint_id)``; it gets them
+        oldest first)
         and drop the others, with their writes.
 
         A kept checkpoint that references a dropped event is re-created with that value
@@ -831,24 +1100,32 @@ class SaverCore:
         """
         heads, parts = yield from self.session_flow(thread)
         cps = [h for h in heads if isinstance(h, CpHead)]
-        everything = {h.stored.event_id: h for h in cps}
+        everything = _merged(cps)
         writes_of: dict[tuple[str, str], list[WrHead]] = {}
         for h in heads:
             if isinstance(h, WrHead):
                 writes_of.setdefault((h.event.ns, h.event.checkpoint_id), []).append(h)
         keep = choose(cps)
-        dropped = [h for h in cps if h.stored.event_id not in keep]
+        dropped = [h for h in cps if (h.event.ns, h.event.checkpoint_id) not in keep]
         if not dropped:
             return
         gone = {h.stored.event_id for h in dropped}
+        dropped_ids = {id(h) for h in dropped}
         rewrite: list[CpHead | WrHead] = []
         by_ns: dict[str, list[CpHead]] = {}
         for h in cps:
             by_ns.setdefault(h.event.ns, []).append(h)
+        # an event holding a dropped checkpoint goes, so whatever else it holds moves;
+        # with batches anywhere, simply rewrite every kept checkpoint
+        batched = any(BATCH in h.stored.meta for h in heads)
         for ns_heads in by_ns.values():
-            kept = [h for h in ns_heads if h.stored.event_id not in gone]
-            start = next(
-                (i for i, h in enumerate(kept) if gone.intersection(h.refs.values())), None
+            kept = [h for h in ns_heads if id(h) not in dropped_ids]
+            start = (
+                0
+                if batched and kept
+                else next(
+                    (i for i, h in enumerate(kept) if gone.intersection(h.refs.values())), None
+                )
             )
             if start is None:
                 continue
@@ -863,6 +1140,7 @@ class SaverCore:
             for h in dropped
             for w in [h, *writes_of.get((h.event.ns, h.event.checkpoint_id), [])]
         ]
+        old = list({o.event_id: o for o in old}.values())  # batch heads share an event
         by_seq: dict[str, list[str]] = {}
         for part in parts.values():
             by_seq.setdefault(part.meta.get(PART_OF, ""), []).append(part.event_id)
@@ -874,6 +1152,7 @@ class SaverCore:
     ) -> Flow[None]:
         if strategy not in ("keep_latest", "delete"):
             raise ConfigError(f"prune strategy must be 'keep_latest' or 'delete', got {strategy!r}")
+        yield from self.flush_flow()
         for thread_id in thread_ids:
             if strategy == "delete":
                 yield from self.delete_thread_flow(thread_id, actor_id)
@@ -887,6 +1166,7 @@ class SaverCore:
         runs = sorted({r for r in run_ids if isinstance(r, str) and r})
         if not runs:
             return
+        yield from self.flush_flow()
         doomed = set(runs)
         for thread in (yield from self.all_threads_flow()):
             hit = False
@@ -905,7 +1185,11 @@ class SaverCore:
             if hit:
                 yield from self.compact_flow(
                     thread,
-                    lambda cps: {h.stored.event_id for h in cps if h.event.run_id not in doomed},
+                    lambda cps: {
+                        (h.event.ns, h.event.checkpoint_id)
+                        for h in cps
+                        if h.event.run_id not in doomed
+                    },
                 )
 
     # delta channels ---------------------------------------------------------------------------
@@ -922,6 +1206,7 @@ class SaverCore:
         """
         if not channels:
             return {}
+        yield from self.flush_flow()
         thread = thread_of(config)
         ns = ns_of(config)
         target = get_checkpoint_id(config)
@@ -955,9 +1240,25 @@ class SaverCore:
         return result
 
 
+def _merged(heads: Iterable[CpHead | WrHead]) -> dict[str, CpHead]:
+    """Per event id, one checkpoint head carrying the blobs of every checkpoint the
+    event holds (a batch holds several), to resolve references to that event."""
+    out: dict[str, CpHead] = {}
+    for h in heads:
+        if not isinstance(h, CpHead):
+            continue
+        eid = h.stored.event_id
+        if eid not in out:
+            out[eid] = h
+        else:
+            blobs = [*out[eid].event.blobs, *h.event.blobs]
+            out[eid] = CpHead(out[eid].stored, _with_blobs(out[eid].event, blobs), out[eid].refs)
+    return out
+
+
 def _latest_per_ns(cps: list[CpHead]) -> set[str]:
-    latest = {h.event.ns: h.stored.event_id for h in cps}  # oldest first: the last wins
-    return set(latest.values())
+    latest = {h.event.ns: h.event.checkpoint_id for h in cps}  # oldest first: the last wins
+    return set(latest.items())
 
 
 def _with_blobs(event: CheckpointPut, blobs: list[Blob]) -> CheckpointPut:
@@ -1035,12 +1336,12 @@ class _Scanner:
                     continue
                 ms = stored.seq // 1000
                 self.oldest_ms = ms if self.oldest_ms is None else min(self.oldest_ms, ms)
-                decoded = yield from self.core.decode_flow(stored)
-                if isinstance(decoded, WrHead):
-                    self.writes.append(decoded)
-                elif isinstance(decoded, CpHead):
-                    self.held.append(decoded)
-                    self.first = self.first or decoded
+                decoded = yield from self.core.decode_all_flow(stored)
+                self.writes += [h for h in decoded if isinstance(h, WrHead)]
+                for head in reversed(decoded):  # a batch holds its checkpoints oldest first
+                    if isinstance(head, CpHead):
+                        self.held.append(head)
+                        self.first = self.first or head
             self.token = reply.get("nextToken")
             self.done = not self.token
         released: list[CpHead] = []

@@ -26,6 +26,7 @@ import functools
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     BaseCheckpointSaver,
@@ -59,6 +60,30 @@ class AgentCoreMemorySaver(BaseCheckpointSaver[str]):
         limits: CreateEvent size limits (the documented quotas by default).
         carry_max: Unchanged channel values up to this many serialized bytes are
             repeated in every checkpoint event instead of referenced (fewer reads).
+        batching: How checkpoints and writes become CreateEvent calls (AgentCore
+            allows 5-10 per second per actor and session, and bills each one):
+
+            * ``"off"`` (default): one event per ``put`` and per ``put_writes``, each
+              durable when the call returns.
+            * ``"step"``: a step's writes wait for the step's checkpoint and travel
+              with it, in one event (more only if the payload limits, 100 items or
+              10 MB, demand). Writes of an interrupt or an error are sent at once.
+              **A crash in the middle of a step loses the writes of that step's tasks
+              that already finished** (LangGraph re-runs them on resume); a finished
+              step is as durable as with ``"off"``.
+            * ``"deferred"``: nothing is sent until :meth:`flush` (or ``aflush``), the
+              end of a ``with saver:`` block, the end of a run given
+              ``config={"callbacks": [saver.flush_handler()]}``, or the next read of
+              this saver (``get_tuple``, ``list``, ...); then each thread sends one
+              event per run (more only if the payload limits demand).
+              **A crash or a process exit before the flush loses every buffered
+              step**: the thread resumes from the last flushed checkpoint, as if the
+              steps since had never run. Only for runs that can be repeated.
+
+            Buffered checkpoints carry all their channel values (no references to
+            events not yet created); the event is compressed as a whole, so repeated
+            values cost little. Reading a checkpoint by id that sits inside a batch
+            costs one more ListEvents (and a GetEvent per batch that may hold it).
         **boto3_kwargs: ``region_name``, ``endpoint_url``, ``config``,
             ``aws_access_key_id``, ``aws_secret_access_key``, ``aws_session_token``,
             ``credentials_profile_name``, a ready ``client`` or ``session``, and any
@@ -76,6 +101,7 @@ class AgentCoreMemorySaver(BaseCheckpointSaver[str]):
         codec: Codec | None = None,
         limits: Limits | None = None,
         carry_max: int = core.CARRY_MAX,
+        batching: str = "off",
         **boto3_kwargs: Any,
     ) -> None:
         super().__init__(serde=serde)
@@ -83,8 +109,45 @@ class AgentCoreMemorySaver(BaseCheckpointSaver[str]):
         self.client = make_client(**boto3_kwargs)
         self._runner = Runner(self.client)
         self._core = core.SaverCore(
-            LogCore(memory_id, codec=codec, limits=limits), carry_max=carry_max
+            LogCore(memory_id, codec=codec, limits=limits), carry_max=carry_max, batching=batching
         )
+
+    @property
+    def batching(self) -> str:
+        return self._core.batching
+
+    @property
+    def pending(self) -> int:
+        """Checkpoints and writes buffered, not yet sent (``batching`` modes)."""
+        return len(self._core.buffer)
+
+    def flush(self) -> int:
+        """Send everything buffered; returns the number of batches sent."""
+        return complete(self._core.flush_flow(), self._runner.run)
+
+    async def aflush(self) -> int:
+        return await acomplete(self._core.flush_flow(), self._runner.arun)
+
+    def __enter__(self) -> AgentCoreMemorySaver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.flush()
+
+    async def __aenter__(self) -> AgentCoreMemorySaver:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aflush()
+
+    def flush_handler(self) -> Any:
+        """A LangChain callback handler that flushes when a run ends (or fails).
+
+        Pass it in the run's config: ``graph.invoke(x, {"configurable": ...,
+        "callbacks": [saver.flush_handler()]})``. LangGraph reports the end of a run
+        after its last save, so the flush sends the whole run.
+        """
+        return _FlushHandler(self)
 
     @functools.cached_property
     def log(self) -> AgentCoreEventLog:
@@ -224,6 +287,27 @@ class AgentCoreMemorySaver(BaseCheckpointSaver[str]):
     ) -> Mapping[str, DeltaChannelHistory]:
         flow = self._core.delta_flow(config, channels, self.serde)
         return await acomplete(flow, self._runner.arun)
+
+
+class _FlushHandler(BaseCallbackHandler):
+    """Flushes a saver when a root run (no parent) ends or fails."""
+
+    run_inline = True  # in the caller's thread, before invoke returns
+
+    def __init__(self, saver: AgentCoreMemorySaver) -> None:
+        self.saver = saver
+
+    def on_chain_end(
+        self, outputs: Any, *, run_id: Any, parent_run_id: Any = None, **kw: Any
+    ) -> None:
+        if parent_run_id is None:
+            self.saver.flush()
+
+    def on_chain_error(
+        self, error: BaseException, *, run_id: Any, parent_run_id: Any = None, **kw: Any
+    ) -> None:
+        if parent_run_id is None:
+            self.saver.flush()
 
 
 class AgentCoreMemoryStore(BaseStore):
