@@ -171,7 +171,23 @@ def _runs(entries: Sequence[LogEntry], meta: Mapping[str, dict[str, Any]]) -> li
             ):
                 trigger = "update"
         if cur is None or trigger is not None:
-            cur = _Run(trigger or "start")
+            early: list[LogEntry] = []
+            if cur is not None and isinstance(ev, CheckpointPut):
+                # LangGraph saves checkpoints in the background: the first writes against
+                # the run's first checkpoint can reach the log before it does
+                mine = (ev.ns, ev.checkpoint_id)
+                early = [
+                    e
+                    for e in cur.entries
+                    if isinstance(e.event, WritesPut)
+                    and (e.event.ns, e.event.checkpoint_id) == mine
+                ]
+                if early:
+                    moved = {e.id for e in early}
+                    cur.entries = [e for e in cur.entries if e.id not in moved]
+                    if not cur.entries:
+                        runs.pop()
+            cur = _Run(trigger or "start", early)
             runs.append(cur)
         cur.entries.append(entry)
         if run_id is not None and cur.run_id is None:

@@ -21,9 +21,10 @@ from langgraph.types import Command
 from typing_extensions import TypedDict
 
 from streamstate import ValkeySaver, otel
-from streamstate.audit import ValkeyAudit
+from streamstate.adapters._checkpoints import Thread
+from streamstate.audit import ThreadFold, ValkeyAudit
 from streamstate.demo.agent import build_agent, user_message
-from streamstate.eventlog.events import WritesPut
+from streamstate.eventlog.events import CheckpointPut, WritesPut
 from tests.cli.conftest import Result, cli_env, run_cli
 
 pytest.importorskip("opentelemetry.sdk")
@@ -128,6 +129,30 @@ def test_sizes_and_times_are_the_logs(
     assert [(s.trace_id, s.span_id, s.parent_id) for s in again] == [
         (s.trace_id, s.span_id, s.parent_id) for s in spans
     ]
+
+
+def test_writes_logged_before_their_checkpoint(client: valkey.Valkey, agent_thread: str) -> None:
+    """LangGraph saves checkpoints in the background, so a task's writes can reach the
+    log before the checkpoint they are against: they still belong to that run."""
+    audit = ValkeyAudit(client)
+    entries = list(audit.entries(("t", agent_thread)))
+    first = entries[0].event
+    assert isinstance(first, CheckpointPut)  # the input checkpoint
+    k = next(
+        i
+        for i, e in enumerate(entries)
+        if isinstance(e.event, WritesPut) and e.event.checkpoint_id == first.checkpoint_id
+    )
+    reordered = [entries[k], *entries[:k], *entries[k + 1 :]]  # its writes first
+    folded = ThreadFold(Thread(agent_thread))
+    for entry in reordered:
+        folded.apply(entry)
+    spans = otel.spans_of(folded, audit.serde)
+    expected = otel.thread_spans(audit, agent_thread)
+    assert [s.name for s in spans if s.kind == "run"] == ["run", "resume"]
+    assert sorted((s.name, s.parent_id is None) for s in spans) == sorted(
+        (s.name, s.parent_id is None) for s in expected
+    )
 
 
 class Numbers(TypedDict):
