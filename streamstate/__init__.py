@@ -36,6 +36,10 @@ _EXPORTS = {
     "verify": "streamstate.audit",
     "stats": "streamstate.audit",
     "ValkeyAudit": "streamstate.audit",
+    "threads": "streamstate.inspect",
+    "diff": "streamstate.inspect",
+    "checkpoint_at": "streamstate.inspect",
+    "thread_spans": "streamstate.otel",
     "Codec": "streamstate.eventlog.codec",
     "import_checkpoints": "streamstate.importer",
 }
