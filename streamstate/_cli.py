@@ -887,14 +887,15 @@ def diff(
     a: Annotated[
         str | None,
         typer.Argument(
-            metavar="[A]",
-            help="Checkpoint id, a unique tail of one, or @TIME. Alone: A against its parent.",
+            metavar="A",
+            help="Checkpoint id, a unique head or tail of one, or @TIME. Alone: A against its"
+            " parent.",
             show_default=False,
         ),
     ] = None,
     b: Annotated[
         str | None,
-        typer.Argument(metavar="[B]", help="Compare A with B.", show_default=False),
+        typer.Argument(metavar="B", help="Compare A with B.", show_default=False),
     ] = None,
     ns: NsOpt = "",
     actor: ActorOpt = None,
@@ -903,8 +904,8 @@ def diff(
 ) -> None:
     """What changed between two checkpoints (default: the newest and its parent), from the log.
 
-    Channels added, removed or changed (message lists by message id), the tasks whose
-    writes led from A to B, interrupts, resumes, errors and metadata.
+    Channels added, removed or changed (message lists by message id),
+    the tasks whose writes led from A to B, interrupts, resumes, errors, metadata.
     """
     from streamstate import inspect
     from streamstate._inspect_cli import print_diff
