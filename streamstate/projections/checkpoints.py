@@ -144,14 +144,14 @@ def parse_version_token(token: str) -> str | int | float:
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").fullmatch
 
 
-@lru_cache(maxsize=1 << 14)
+@lru_cache(maxsize=1 << 14, typed=True)
 def compact_id(value: str) -> str:
     """An id as a field part: a canonical UUID (LangGraph's checkpoint and task ids) as
     ``!`` + 22 base64url characters, anything else escaped. ``!`` never survives
     escaping, so the two forms cannot meet; a write's field then stays under 64 bytes."""
-    if _UUID(value) is not None:
+    if isinstance(value, str) and _UUID(value) is not None:
         return "!" + base64.urlsafe_b64encode(uuid.UUID(value).bytes).decode()[:22]
-    return escape(value)
+    return escape(value)  # refuses what is not a string
 
 
 def expand_id(part: str) -> str:
