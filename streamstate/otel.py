@@ -44,7 +44,7 @@ from streamstate.audit import Target, ThreadFold, connect, jsonable, node_of
 from streamstate.errors import ConfigError, StreamstateError
 from streamstate.eventlog.events import CheckpointPut, LogEntry, WritesPut
 from streamstate.eventlog.keys import SessionName, session_tag
-from streamstate.inspect import NULL_TASK, checkpoint_time, entry_time, iso
+from streamstate.inspect import checkpoint_time, entry_time, iso
 
 __all__ = [
     "ExportFailed",
@@ -135,14 +135,26 @@ class _Run:
     root_checkpoints: int = 0
 
 
-def _is_resume(event: WritesPut) -> bool:
-    return event.task_id == NULL_TASK and any(w.channel == "__resume__" for w in event.writes)
+def _resumes(event: WritesPut) -> bool:
+    return any(w.channel == "__resume__" for w in event.writes)
 
 
 def _runs(entries: Sequence[LogEntry], meta: Mapping[str, dict[str, Any]]) -> list[_Run]:
-    """The thread's entries cut into runs (see the module docstring for the rules)."""
+    """The thread's entries cut into runs (see the module docstring for the rules).
+
+    Runs of one thread follow each other (``invoke`` returns once its saves are done),
+    but within a run LangGraph saves in the background, so the log order is loose: a
+    task's writes, even a subgraph's checkpoint, can reach the log before the checkpoint
+    that starts the run, and a resumed task's writes before the resume value. So a
+    ``__resume__`` write of any task starts a resume run, unless the run already has
+    one from another task (each task writes one per resume); and once runs are cut, a
+    write logged in an earlier run than the checkpoint it is against moves to that
+    checkpoint's run.
+    """
     runs: list[_Run] = []
     cur: _Run | None = None
+    resumed: set[tuple[str, str]] = set()
+    """(ns, task id) of the ``__resume__`` writes of the current run."""
     for entry in entries:
         ev = entry.event
         trigger: str | None = None
@@ -163,37 +175,30 @@ def _runs(entries: Sequence[LogEntry], meta: Mapping[str, dict[str, Any]]) -> li
                     trigger = "input"
                 elif cur is not None and run_id and cur.run_id and run_id != cur.run_id:
                     trigger = "run"
-        elif isinstance(ev, WritesPut) and ev.ns == "":
-            if _is_resume(ev):
-                trigger = "resume"
-            elif ev.task_path.startswith(_UPDATE_PATH) and not (
-                cur is not None and cur.trigger == "update" and not cur.root_checkpoints
+        elif isinstance(ev, WritesPut):
+            if _resumes(ev):
+                task = (ev.ns, ev.task_id)
+                if not resumed or task in resumed:
+                    trigger = "resume"
+                    resumed = set()
+                resumed.add(task)
+            elif (
+                ev.ns == ""
+                and ev.task_path.startswith(_UPDATE_PATH)
+                and not (cur is not None and cur.trigger == "update" and not cur.root_checkpoints)
             ):
                 trigger = "update"
+        if trigger is not None and trigger != "resume":
+            resumed = set()
         if cur is None or trigger is not None:
-            early: list[LogEntry] = []
-            if cur is not None and isinstance(ev, CheckpointPut):
-                # LangGraph saves checkpoints in the background: the first writes against
-                # the run's first checkpoint can reach the log before it does
-                mine = (ev.ns, ev.checkpoint_id)
-                early = [
-                    e
-                    for e in cur.entries
-                    if isinstance(e.event, WritesPut)
-                    and (e.event.ns, e.event.checkpoint_id) == mine
-                ]
-                if early:
-                    moved = {e.id for e in early}
-                    cur.entries = [e for e in cur.entries if e.id not in moved]
-                    if not cur.entries:
-                        runs.pop()
-            cur = _Run(trigger or "start", early)
+            cur = _Run(trigger or "start")
             runs.append(cur)
         cur.entries.append(entry)
         if run_id is not None and cur.run_id is None:
             cur.run_id = run_id
         if isinstance(ev, CheckpointPut) and ev.ns == "":
             cur.root_checkpoints += 1
+    _regroup_early_writes(runs, entries)
     # A run_id the metadata names is the authority: a resume under the same run_id (a
     # config reused for Command(resume=...)) continues that run.
     merged: list[_Run] = []
@@ -205,6 +210,33 @@ def _runs(entries: Sequence[LogEntry], meta: Mapping[str, dict[str, Any]]) -> li
         else:
             merged.append(run)
     return merged
+
+
+def _regroup_early_writes(runs: list[_Run], entries: Sequence[LogEntry]) -> None:
+    """Move each write logged in an earlier run than its checkpoint to that checkpoint's
+    run, keep log order within runs, and drop runs left empty."""
+    position = {e.id: k for k, e in enumerate(entries)}
+    run_of: dict[tuple[str, str], int] = {}
+    for r, run in enumerate(runs):
+        for e in run.entries:
+            if isinstance(e.event, CheckpointPut):
+                run_of.setdefault((e.event.ns, e.event.checkpoint_id), r)
+    moved = False
+    for r, run in enumerate(runs):
+        kept = []
+        for e in run.entries:
+            ev = e.event
+            later = run_of.get((ev.ns, ev.checkpoint_id), r) if isinstance(ev, WritesPut) else r
+            if later > r:
+                runs[later].entries.append(e)
+                moved = True
+            else:
+                kept.append(e)
+        run.entries = kept
+    if moved:
+        for run in runs:
+            run.entries.sort(key=lambda e: position[e.id])
+        runs[:] = [run for run in runs if run.entries]
 
 
 # -- spans -------------------------------------------------------------------------------------
@@ -391,8 +423,11 @@ class _Builder:
                 task = self.task_of(ev.ns, ev.checkpoint_id, ev.task_id, node, at)
                 task.attributes["langgraph.task_path"] = ev.task_path
                 self.add_writes(task, entry, ev, at)
-        for (ns, _parent), step in self.steps.items():
-            step.parent_id = self.parent_for(ns, step, root, subgraph_parents)
+        # A subgraph's step may need a task (and so a step) made up for it: repeat until
+        # every step, the made-up ones too, has its parent.
+        while orphans := [(k, s) for k, s in self.steps.items() if s.parent_id is None]:
+            for (ns, _parent), step in orphans:
+                step.parent_id = self.parent_for(ns, step, root, subgraph_parents)
         for span in [*self.steps.values(), *self.tasks.values()]:
             root.start, root.end = min(root.start, span.start), max(root.end, span.end)
         interrupted = [t for t in self.tasks.values() if t.attributes.get("langgraph.interrupted")]
