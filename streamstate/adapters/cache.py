@@ -37,9 +37,15 @@ import valkey.asyncio.connection
 import valkey.connection
 from langgraph.cache.base import BaseCache, FullKey, Namespace, ValueT
 from langgraph.checkpoint.serde.base import SerializerProtocol
+from valkey.credentials import CredentialProvider
 
 from streamstate.adapters import _cache_core as core
-from streamstate.connection import async_client_from_url, client_from_url, url_or_conn_string
+from streamstate.connection import (
+    async_client_from_url,
+    client_from_url,
+    resolve_wait,
+    url_or_conn_string,
+)
 from streamstate.errors import ConfigError
 from streamstate.eventlog._drive import acomplete, complete
 from streamstate.eventlog.valkey._exec import (
@@ -76,10 +82,19 @@ class ValkeyCache(BaseCache[ValueT]):
         async_client: An asyncio client to use for the async methods when ``client`` is
             a sync one (by default one is derived from ``client``'s pool settings).
         retry: Retry budget for connection errors (every cache call is idempotent).
+        wait_replicas: Every ``set`` and ``clear`` returns only once this many replicas
+            have it (``WAIT``, in the same round trip), else raises
+            ``ReplicationTimeout``; 0 does not wait. ``get`` never waits. Default: the
+            ``?wait_replicas=`` of the URL the client was made from, else 0.
+        wait_timeout_ms: How long a write waits for its replicas (default: the URL's,
+            else 1000).
+        wait_aof: Wait for fsynced append-only files (``WAITAOF``; default: the URL's,
+            else no).
 
     Raises:
         ConfigError: ``ttl`` is not a positive number, the prefix holds braces, the
-            client decodes responses, or two asyncio clients were given.
+            client decodes responses, two asyncio clients were given, or a bad
+            ``wait_*`` setting.
     """
 
     def __init__(
@@ -91,6 +106,9 @@ class ValkeyCache(BaseCache[ValueT]):
         serde: SerializerProtocol | None = None,
         async_client: valkey.asyncio.Valkey | None = None,
         retry: RetryPolicy | None = None,
+        wait_replicas: int | None = None,
+        wait_timeout_ms: int | None = None,
+        wait_aof: bool | None = None,
     ) -> None:
         super().__init__(serde=serde)
         self.ttl = core.check_ttl(ttl)
@@ -107,9 +125,14 @@ class ValkeyCache(BaseCache[ValueT]):
         self.client: valkey.Valkey | None = client
         self.async_client: valkey.asyncio.Valkey | None = async_client
         self._retry = retry
+        self._wait = resolve_wait(client or async_client, wait_replicas, wait_timeout_ms, wait_aof)
         self._lock = threading.Lock()
-        self._sync = ValkeyExecutor(client, retry) if client is not None else None
-        self._async = AsyncValkeyExecutor(async_client, retry) if async_client is not None else None
+        self._sync = ValkeyExecutor(client, retry, self._wait) if client is not None else None
+        self._async = (
+            AsyncValkeyExecutor(async_client, retry, self._wait)
+            if async_client is not None
+            else None
+        )
         self._sync_factory: Callable[[], valkey.Valkey] | None = None
         self._async_factory: Callable[[], valkey.asyncio.Valkey] | None = None
         self._cluster = is_cluster(client) or is_cluster(async_client)
@@ -144,6 +167,10 @@ class ValkeyCache(BaseCache[ValueT]):
         pool_size: int | None = 10,
         pool_timeout: float | None = None,
         retry: RetryPolicy | None = None,
+        credential_provider: CredentialProvider | None = None,
+        wait_replicas: int | None = None,
+        wait_timeout_ms: int | None = None,
+        wait_aof: bool | None = None,
     ) -> ValkeyCache[Any]:
         """A cache that owns its connections; use it as a (async) context manager.
 
@@ -159,6 +186,11 @@ class ValkeyCache(BaseCache[ValueT]):
             pool_timeout: Seconds to wait for a free connection when the pool is
                 exhausted (``None``: open connections without waiting, up to the limit).
             retry: Retry budget for connection errors.
+            credential_provider: Authenticates every connection (e.g.
+                :class:`~streamstate.connection.ElastiCacheIAMProvider`).
+            wait_replicas: As the constructor's; default: the URL's ``wait_replicas``.
+            wait_timeout_ms: Likewise (``wait_timeout_ms``).
+            wait_aof: Likewise (``wait_aof``).
 
         Returns:
             The cache; ``with``/``async with`` closes its connections on exit.
@@ -170,9 +202,20 @@ class ValkeyCache(BaseCache[ValueT]):
         ttl = _one_of("ttl", ttl, "ttl_seconds", ttl_seconds)
         # Resolved once, so both clients reach the same (possibly embedded) server.
         url = resolve_url(url)
-        pool = {"pool_timeout": pool_timeout} if pool_timeout is not None else {}
+        pool: dict[str, Any] = {"credential_provider": credential_provider}
+        if pool_timeout is not None:
+            pool["pool_timeout"] = pool_timeout
         client = client_from_url(url, pool_size=pool_size, **pool)
-        cache: ValkeyCache[Any] = cls(client, prefix=prefix, ttl=ttl, serde=serde, retry=retry)
+        cache: ValkeyCache[Any] = cls(
+            client,
+            prefix=prefix,
+            ttl=ttl,
+            serde=serde,
+            retry=retry,
+            wait_replicas=wait_replicas,
+            wait_timeout_ms=wait_timeout_ms,
+            wait_aof=wait_aof,
+        )
         cache._owned.append(client)
         cache._async_factory = lambda: async_client_from_url(url, pool_size=pool_size, **pool)
         return cache
@@ -188,6 +231,9 @@ class ValkeyCache(BaseCache[ValueT]):
         ttl_seconds: float | None = None,
         serde: SerializerProtocol | None = None,
         retry: RetryPolicy | None = None,
+        wait_replicas: int | None = None,
+        wait_timeout_ms: int | None = None,
+        wait_aof: bool | None = None,
     ) -> ValkeyCache[Any]:
         """A cache on an existing connection pool (sync or asyncio), which it never closes.
 
@@ -202,6 +248,9 @@ class ValkeyCache(BaseCache[ValueT]):
             ttl_seconds: The same, under ``langgraph-checkpoint-aws``'s keyword name.
             serde: Serializer for values.
             retry: Retry budget for connection errors.
+            wait_replicas: As the constructor's.
+            wait_timeout_ms: As the constructor's.
+            wait_aof: As the constructor's.
 
         Raises:
             ConfigError: ``pool`` is None, ``ssl=True`` with a plain-text pool, or both
@@ -220,7 +269,16 @@ class ValkeyCache(BaseCache[ValueT]):
             client = valkey.asyncio.Valkey(connection_pool=pool)
         else:
             client = valkey.Valkey(connection_pool=pool)
-        return cls(client, prefix=prefix, ttl=ttl, serde=serde, retry=retry)
+        return cls(
+            client,
+            prefix=prefix,
+            ttl=ttl,
+            serde=serde,
+            retry=retry,
+            wait_replicas=wait_replicas,
+            wait_timeout_ms=wait_timeout_ms,
+            wait_aof=wait_aof,
+        )
 
     # The cache -------------------------------------------------------------------------
 
@@ -282,7 +340,7 @@ class ValkeyCache(BaseCache[ValueT]):
                     assert self._sync_factory is not None
                     client = self._sync_factory()
                     self._owned.append(client)
-                    self._sync = ValkeyExecutor(client, self._retry)
+                    self._sync = ValkeyExecutor(client, self._retry, self._wait)
         return self._sync
 
     def _aexecutor(self) -> AsyncValkeyExecutor:
@@ -295,7 +353,7 @@ class ValkeyCache(BaseCache[ValueT]):
                 executor = self._by_loop.get(loop)
                 if executor is None:
                     assert self._async_factory is not None
-                    executor = AsyncValkeyExecutor(self._async_factory(), self._retry)
+                    executor = AsyncValkeyExecutor(self._async_factory(), self._retry, self._wait)
                     self._by_loop[loop] = executor
         return executor
 

@@ -24,6 +24,7 @@ from typing import Any
 import valkey
 import valkey.asyncio
 from langgraph.store.base import BaseStore, Op, Result, TTLConfig
+from valkey.credentials import CredentialProvider
 
 from streamstate.adapters import _store_core as core
 from streamstate.adapters._store_core import (
@@ -32,7 +33,12 @@ from streamstate.adapters._store_core import (
     EmbedQueries,
     ValkeyIndexConfig,
 )
-from streamstate.connection import async_client_from_url, client_from_url, url_or_conn_string
+from streamstate.connection import (
+    async_client_from_url,
+    client_from_url,
+    resolve_wait,
+    url_or_conn_string,
+)
 from streamstate.eventlog._drive import acomplete, complete
 from streamstate.eventlog.keys import Keyspace
 from streamstate.eventlog.valkey import AsyncValkeyEventLog, ValkeyEventLog
@@ -105,9 +111,18 @@ class ValkeyStore(_StoreConfig):
             it, ``search`` filters but does not rank by similarity.
         ttl: ``default_ttl`` (minutes), ``refresh_on_read`` (see above).
         keyspace: Key prefix (default ``ss``).
+        wait_replicas: Every put and delete returns only once this many replicas have
+            it (``WAIT``, in the write's round trip), else raises ``ReplicationTimeout``;
+            0 does not wait. Reads never wait. Default: the ``?wait_replicas=`` of the
+            URL the client was made from (``client_from_url``), else 0.
+        wait_timeout_ms: How long a write waits for its replicas (default: the URL's,
+            else 1000).
+        wait_aof: Wait for fsynced append-only files (``WAITAOF``): the primary's, and
+            ``wait_replicas`` replicas' (default: the URL's, else no).
 
     Raises:
-        ConfigError: a bad ``index`` or ``ttl`` setting (the message names the key).
+        ConfigError: a bad ``index``, ``ttl`` or ``wait_*`` setting (the message names the
+            key).
     """
 
     def __init__(
@@ -117,8 +132,16 @@ class ValkeyStore(_StoreConfig):
         index: ValkeyIndexConfig | None = None,
         ttl: TTLConfig | None = None,
         keyspace: Keyspace | None = None,
+        wait_replicas: int | None = None,
+        wait_timeout_ms: int | None = None,
+        wait_aof: bool | None = None,
     ) -> None:
-        self._log = ValkeyEventLog(client, keyspace=keyspace, projections=[ItemsProjection()])
+        self._log = ValkeyEventLog(
+            client,
+            keyspace=keyspace,
+            projections=[ItemsProjection()],
+            wait=resolve_wait(client, wait_replicas, wait_timeout_ms, wait_aof),
+        )
         self._configure(self._log, index, ttl)
 
     @classmethod
@@ -132,19 +155,34 @@ class ValkeyStore(_StoreConfig):
         ttl: TTLConfig | None = None,
         pool_size: int | None = 10,
         pool_timeout: float | None = None,
+        credential_provider: CredentialProvider | None = None,
+        wait_replicas: int | None = None,
+        wait_timeout_ms: int | None = None,
+        wait_aof: bool | None = None,
     ) -> Iterator[ValkeyStore]:
         """A store on a new client for ``url`` (no URL: the embedded server).
 
         ``conn_string`` is the same URL under ``langgraph-checkpoint-aws``'s keyword name;
         ``pool_size`` ``None`` leaves the pool unbounded; ``pool_timeout`` is how long a
         caller waits for a free connection (default: the connection module's).
-        The vector index snapshot is saved and the client closed on exit.
+        ``wait_replicas``, ``wait_timeout_ms`` and ``wait_aof`` default to the URL's
+        parameters of the same names; ``credential_provider`` authenticates every
+        connection. The vector index snapshot is saved and the client closed on exit.
         """
         pool = {"pool_timeout": pool_timeout} if pool_timeout is not None else {}
         url = url_or_conn_string(url, conn_string)
-        client = client_from_url(url, pool_size=pool_size, **pool)
+        client = client_from_url(
+            url, pool_size=pool_size, credential_provider=credential_provider, **pool
+        )
         try:
-            store = cls(client, index=index, ttl=ttl)
+            store = cls(
+                client,
+                index=index,
+                ttl=ttl,
+                wait_replicas=wait_replicas,
+                wait_timeout_ms=wait_timeout_ms,
+                wait_aof=wait_aof,
+            )
             yield store
             store.close()
         finally:
@@ -158,11 +196,13 @@ class ValkeyStore(_StoreConfig):
         *,
         index: ValkeyIndexConfig | None = None,
         ttl: TTLConfig | None = None,
+        **wait: Any,
     ) -> Iterator[ValkeyStore]:
-        """A store on an existing connection pool (left open on exit)."""
+        """A store on an existing connection pool (left open on exit); ``wait_replicas``,
+        ``wait_timeout_ms`` and ``wait_aof`` as the constructor's."""
         client = valkey.Valkey(connection_pool=pool)
         try:
-            store = cls(client, index=index, ttl=ttl)
+            store = cls(client, index=index, ttl=ttl, **wait)
             yield store
             store.close()
         finally:
@@ -225,8 +265,16 @@ class AsyncValkeyStore(_StoreConfig):
         index: ValkeyIndexConfig | None = None,
         ttl: TTLConfig | None = None,
         keyspace: Keyspace | None = None,
+        wait_replicas: int | None = None,
+        wait_timeout_ms: int | None = None,
+        wait_aof: bool | None = None,
     ) -> None:
-        self._log = AsyncValkeyEventLog(client, keyspace=keyspace, projections=[ItemsProjection()])
+        self._log = AsyncValkeyEventLog(
+            client,
+            keyspace=keyspace,
+            projections=[ItemsProjection()],
+            wait=resolve_wait(client, wait_replicas, wait_timeout_ms, wait_aof),
+        )
         self._configure(self._log, index, ttl)
         try:
             self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
@@ -244,19 +292,34 @@ class AsyncValkeyStore(_StoreConfig):
         ttl: TTLConfig | None = None,
         pool_size: int | None = 10,
         pool_timeout: float | None = None,
+        credential_provider: CredentialProvider | None = None,
+        wait_replicas: int | None = None,
+        wait_timeout_ms: int | None = None,
+        wait_aof: bool | None = None,
     ) -> AsyncIterator[AsyncValkeyStore]:
         """A store on a new client for ``url`` (no URL: the embedded server).
 
         ``conn_string`` is the same URL under ``langgraph-checkpoint-aws``'s keyword name;
         ``pool_size`` ``None`` leaves the pool unbounded; ``pool_timeout`` is how long a
         caller waits for a free connection (default: the connection module's).
-        The vector index snapshot is saved and the client closed on exit.
+        ``wait_replicas``, ``wait_timeout_ms`` and ``wait_aof`` default to the URL's
+        parameters of the same names; ``credential_provider`` authenticates every
+        connection. The vector index snapshot is saved and the client closed on exit.
         """
         pool = {"pool_timeout": pool_timeout} if pool_timeout is not None else {}
         url = url_or_conn_string(url, conn_string)
-        client = async_client_from_url(url, pool_size=pool_size, **pool)
+        client = async_client_from_url(
+            url, pool_size=pool_size, credential_provider=credential_provider, **pool
+        )
         try:
-            store = cls(client, index=index, ttl=ttl)
+            store = cls(
+                client,
+                index=index,
+                ttl=ttl,
+                wait_replicas=wait_replicas,
+                wait_timeout_ms=wait_timeout_ms,
+                wait_aof=wait_aof,
+            )
             yield store
             await store.close()
         finally:
@@ -270,11 +333,13 @@ class AsyncValkeyStore(_StoreConfig):
         *,
         index: ValkeyIndexConfig | None = None,
         ttl: TTLConfig | None = None,
+        **wait: Any,
     ) -> AsyncIterator[AsyncValkeyStore]:
-        """A store on an existing connection pool (left open on exit)."""
+        """A store on an existing connection pool (left open on exit); ``wait_replicas``,
+        ``wait_timeout_ms`` and ``wait_aof`` as the constructor's."""
         client = valkey.asyncio.Valkey(connection_pool=pool)
         try:
-            store = cls(client, index=index, ttl=ttl)
+            store = cls(client, index=index, ttl=ttl, **wait)
             yield store
             await store.close()
         finally:

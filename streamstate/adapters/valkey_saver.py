@@ -31,14 +31,13 @@ from streamstate.adapters._checkpoints import next_version
 from streamstate.connection import (
     async_client_from_url,
     client_from_url,
+    resolve_wait,
     url_or_conn_string,
-    url_wait_options,
 )
 from streamstate.eventlog._drive import acomplete, adrive, complete, drive
 from streamstate.eventlog.codec import Codec
 from streamstate.eventlog.keys import Keyspace
 from streamstate.eventlog.valkey import AsyncValkeyEventLog, RetryPolicy, ValkeyEventLog
-from streamstate.eventlog.valkey._exec import DEFAULT_WAIT_TIMEOUT_MS, WaitPolicy
 from streamstate.eventlog.valkey.log import DEFAULT_MAX_PAYLOAD
 
 
@@ -60,9 +59,9 @@ class _SaverBase(BaseCheckpointSaver[str]):
         retry: RetryPolicy | None = None,
         max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD,
         refresh_on_read: bool = False,
-        wait_replicas: int = 0,
-        wait_timeout_ms: int = DEFAULT_WAIT_TIMEOUT_MS,
-        wait_aof: bool = False,
+        wait_replicas: int | None = None,
+        wait_timeout_ms: int | None = None,
+        wait_aof: bool | None = None,
     ) -> None:
         super().__init__(serde=serde)
         codec = codec or Codec()
@@ -73,7 +72,7 @@ class _SaverBase(BaseCheckpointSaver[str]):
             max_payload_bytes=max_payload_bytes,
             keyspace=Keyspace(prefix),
             codec=codec,
-            wait=WaitPolicy.of(wait_replicas, wait_timeout_ms, wait_aof),
+            wait=resolve_wait(client, wait_replicas, wait_timeout_ms, wait_aof),
         )
         self._core = core.SaverCore(
             self.log, codec, ttl=ttl, actors=self.actors, refresh_on_read=refresh_on_read
@@ -105,10 +104,13 @@ class ValkeySaver(_SaverBase):
             restarts its TTL, in the same round trip; without it only writes do.
         wait_replicas: Every write (``put``, ``put_writes``, deletes, ...) returns only
             once this many replicas have it (``WAIT``, in the write's round trip), else
-            raises ``ReplicationTimeout``; 0 (the default) does not wait.
-        wait_timeout_ms: How long a write waits for its replicas.
+            raises ``ReplicationTimeout``; 0 does not wait. Default: the
+            ``?wait_replicas=`` of the URL the client was made from
+            (``client_from_url``), else 0.
+        wait_timeout_ms: How long a write waits for its replicas (default: the URL's,
+            else 1000).
         wait_aof: Wait for fsynced append-only files (``WAITAOF``): the primary's, and
-            ``wait_replicas`` replicas'.
+            ``wait_replicas`` replicas' (default: the URL's, else no).
     """
 
     log_class = ValkeyEventLog
@@ -130,14 +132,14 @@ class ValkeySaver(_SaverBase):
 
         ``conn_string`` is the same URL under ``langgraph-checkpoint-aws``'s keyword name.
         The URL's ``wait_replicas``, ``wait_timeout_ms`` and ``wait_aof`` parameters are
-        defaults for the arguments of the same names; ``credential_provider`` (e.g.
+        the defaults of the arguments of the same names; ``credential_provider`` (e.g.
         :class:`~streamstate.connection.ElastiCacheIAMProvider`) authenticates every
         connection.
         """
         url = url_or_conn_string(url, conn_string)
         client = client_from_url(url, pool_size=pool_size, credential_provider=credential_provider)
         try:
-            yield cls(client, ttl=ttl_seconds, serde=serde, **{**url_wait_options(url), **kwargs})
+            yield cls(client, ttl=ttl_seconds, serde=serde, **kwargs)
         finally:
             client.close()
 
@@ -288,7 +290,7 @@ class AsyncValkeySaver(_SaverBase, LoopBound):
             url, pool_size=pool_size, credential_provider=credential_provider
         )
         try:
-            yield cls(client, ttl=ttl_seconds, serde=serde, **{**url_wait_options(url), **kwargs})
+            yield cls(client, ttl=ttl_seconds, serde=serde, **kwargs)
         finally:
             await client.aclose()
 
