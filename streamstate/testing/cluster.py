@@ -155,6 +155,12 @@ class LocalCluster:
             os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
 
+    def restart(self, port: int, timeout: float = 60.0) -> None:
+        """Start a killed node again on its data directory: it rejoins the cluster (a
+        primary whose replica took over comes back as that replica's replica)."""
+        self._start_node(port)
+        self._wait_ping(port, timeout)
+
     def stop(self) -> None:
         for proc in self.procs.values():
             if proc.poll() is None:
