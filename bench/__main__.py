@@ -18,6 +18,7 @@ BENCHES = {
     "footprint": "bench.footprint_bench",
     "fanout": "bench.fanout_bench",
     "chain": "bench.chain_bench",
+    "replication": "bench.replication_bench",
     "threads": "bench.threads_bench",
 }
 
