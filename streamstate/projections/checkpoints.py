@@ -243,12 +243,16 @@ def chain_hash(previous: str, digest: str) -> str:
 
 def call_digest(event: WritesPut) -> str:
     """Names a put_writes call by its content (12 base64url characters), so a retried
-    call finds its own record; a write field then stays under 64 bytes."""
-    h = hashlib.blake2b(event.task_path.encode(), digest_size=9)
+    call finds its own record; a write field then stays under 64 bytes. Taken over the
+    serializer's values, not the stored ones (a cipher makes those differ per call)."""
+    parts = [event.task_path.encode()]
     for w in event.writes:
-        h.update(b"\0%d\0%s\0%s\0" % (w.idx, w.channel.encode(), w.value[0].encode()))
-        h.update(w.value[1])
-    return base64.urlsafe_b64encode(h.digest()).decode()
+        kind, data = w.value
+        parts.append(b"\0%d\0%s\0%s\0%d\0" % (w.idx, w.channel.encode(), kind.encode(),
+                                                 len(data)))  # fmt: skip
+        parts.append(data)
+    digest = hashlib.blake2b(b"".join(parts), digest_size=9).digest()
+    return base64.urlsafe_b64encode(digest).decode()
 
 
 # -- events as script arguments -------------------------------------------------------------
@@ -315,15 +319,12 @@ def view_args(event: Event, stored: Sequence[bytes]) -> tuple[str, list[Any]]:
             field = f"{writes_prefix(event.ns, event.checkpoint_id)}:" + (
                 f"{compact_id(event.task_id)}:{call_digest(event)}"
             )
-            items = []
-            pointers = False
-            for k, w in enumerate(event.writes):
-                ref = value_ref(k, stored, False)
-                if isinstance(ref, str):  # "@k": the entry's field k
-                    items.append((w.idx, w.channel, k))
-                    pointers = True
-                else:
-                    items.append((w.idx, w.channel, stored[k]))
+            # each value inline if small (value_ref's rule), else its field number k
+            items = [
+                (w.idx, w.channel, value if len(value) <= INLINE_MAX else k)
+                for k, (w, value) in enumerate(zip(event.writes, stored))
+            ]
+            pointers = any(type(item[2]) is int for item in items)
             record = (b"p" if pointers else b"-") + _encoder.encode([event.task_path, items])
             return "w", [field, record]
     raise TypeError(f"{type(event).__name__} is not a checkpoint event")
