@@ -20,7 +20,8 @@ from streamstate.testing.cluster import LocalCluster
 from tests.replication._load import Load
 from tests.replication._ops import aput, calls, cfg, put, thread_id
 
-WAIT = {"wait_replicas": 1, "wait_timeout_ms": 500}
+WAIT = {"wait_replicas": 1, "wait_timeout_ms": 500}  # the failover load: timeouts expected
+CONFIRMED = {"wait_replicas": 1, "wait_timeout_ms": 2000}  # where a write must be confirmed
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def _waits(cluster: LocalCluster) -> dict[int, int]:
 
 def test_the_wait_runs_on_the_node_that_took_the_write(cluster: LocalCluster) -> None:
     probe = client_from_url(cluster.url)
-    saver = ValkeySaver(client_from_url(cluster.url), **WAIT)
+    saver = ValkeySaver(client_from_url(cluster.url), **CONFIRMED)
     thread = thread_id()
     first = put(saver, thread)  # registers the thread (another shard), loads the scripts
     owner = _owner(probe, thread)
@@ -57,7 +58,7 @@ def test_the_wait_runs_on_the_node_that_took_the_write(cluster: LocalCluster) ->
     async def main() -> None:
         client = async_client_from_url(cluster.url)
         try:
-            asaver = AsyncValkeySaver(client, **WAIT)
+            asaver = AsyncValkeySaver(client, **CONFIRMED)
             athread = thread_id()
             out = await aput(asaver, athread)
             await asaver.aput_writes(out, [("a", 1)], "t")
@@ -66,11 +67,11 @@ def test_the_wait_runs_on_the_node_that_took_the_write(cluster: LocalCluster) ->
             await client.aclose()
 
     asyncio.run(main())
-    store = ValkeyStore(client_from_url(cluster.url), **WAIT)
+    store = ValkeyStore(client_from_url(cluster.url), **CONFIRMED)
     store.put(("a", thread), "k", {"v": 1})
     assert store.get(("a", thread), "k").value == {"v": 1}
     cache: ValkeyCache[Any] = ValkeyCache(
-        client_from_url(cluster.url), prefix=f"c{uuid.uuid4().hex[:6]}:", **WAIT
+        client_from_url(cluster.url), prefix=f"c{uuid.uuid4().hex[:6]}:", **CONFIRMED
     )
     spread = {((f"ns{i}",), f"k{i}"): (i, None) for i in range(6)}  # several slots
     cache.set(spread)
@@ -83,7 +84,7 @@ def test_a_paused_replica_makes_its_shard_refuse_to_acknowledge(cluster: LocalCl
     import signal
 
     probe = client_from_url(cluster.url)
-    saver = ValkeySaver(client_from_url(cluster.url), **WAIT)
+    saver = ValkeySaver(client_from_url(cluster.url), wait_replicas=1, wait_timeout_ms=1000)
     thread = thread_id()
     first = put(saver, thread)
     owner = _owner(probe, thread)

@@ -25,7 +25,8 @@ from streamstate.errors import ReplicationTimeout
 from streamstate.testing.replication import ReplicaSet
 from tests.replication._ops import aput, cfg, put, thread_id
 
-WAIT = {"wait_replicas": 1, "wait_timeout_ms": 300}
+# long enough for a loaded machine to confirm step 0; step 1 then times out after it
+WAIT = {"wait_replicas": 1, "wait_timeout_ms": 1000}
 
 
 class SaverPut:

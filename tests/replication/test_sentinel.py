@@ -84,7 +84,7 @@ def sentinels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSet]
 
 
 def test_every_class_takes_a_sentinel_url(sentinels: SentinelSet) -> None:
-    url = f"{sentinels.url}&wait_replicas=1"
+    url = f"{sentinels.url}&wait_replicas=1&wait_timeout_ms=2000"
     with ValkeySaver.from_conn_string(url) as saver:
         assert saver.log.executor.wait is not None
         out = put(saver, thread_id())

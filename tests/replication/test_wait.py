@@ -29,7 +29,10 @@ from streamstate.eventlog.valkey._exec import WaitPolicy, waits
 from streamstate.testing.replication import ReplicaSet
 from tests.replication._ops import calls, cfg, checkpoint, put, thread_id
 
-WAIT = {"wait_replicas": 1, "wait_timeout_ms": 300}
+# Generous where the write must be confirmed (a loaded machine can delay a replica's
+# acknowledgement), short where it must time out (a paused or cut replica).
+WAIT = {"wait_replicas": 1, "wait_timeout_ms": 2000}
+SHORT = {"wait_replicas": 1, "wait_timeout_ms": 500}
 
 
 @contextlib.contextmanager
@@ -116,7 +119,7 @@ def test_a_retry_that_finds_its_write_applied_waits_for_the_replicas_again(
     writes nothing; on a fresh connection ``WAIT`` would then count a replica that is
     connected but far behind. The retry must still wait until the replica has it."""
     replica = replica_set.replicas[0]
-    saver = ValkeySaver(client_from_url(replica_set.url), **WAIT)
+    saver = ValkeySaver(client_from_url(replica_set.url), **SHORT)
     thread = thread_id()
     first = put(saver, thread)
     cp, meta, versions = checkpoint(saver, 1)
@@ -128,7 +131,7 @@ def test_a_retry_that_finds_its_write_applied_waits_for_the_replicas_again(
         raw = replica_set.primary.client()
         assert raw.execute_command("WAIT", 1, 100) == 1
         # the same put from another process (a fresh saver, fresh connections)
-        retry = ValkeySaver(client_from_url(replica_set.url), **WAIT)
+        retry = ValkeySaver(client_from_url(replica_set.url), **SHORT)
         with pytest.raises(ReplicationTimeout):
             retry.put(first, cp, meta, versions)
         # and again from the first saver, on whatever connection its pool gives
@@ -143,7 +146,7 @@ def test_a_retry_that_finds_its_write_applied_waits_for_the_replicas_again(
 
 def test_a_retry_after_a_timeout_appends_once_and_is_confirmed(replica_set: ReplicaSet) -> None:
     replica = replica_set.replicas[0]
-    saver = ValkeySaver(client_from_url(replica_set.url), **WAIT)
+    saver = ValkeySaver(client_from_url(replica_set.url), **SHORT)
     thread = thread_id()
     first = put(saver, thread)
     cp, meta, versions = checkpoint(saver, 1)
@@ -210,16 +213,20 @@ async def test_async_classes_wait(replica_set: ReplicaSet) -> None:
 
 
 def test_url_parameters_reach_every_class(replica_set: ReplicaSet) -> None:
-    url = f"{replica_set.url}?wait_replicas=1&wait_timeout_ms=400&wait_aof=0"
-    want = WaitPolicy(1, 400, False)
-    assert url_wait_options(url) == {"wait_replicas": 1, "wait_timeout_ms": 400, "wait_aof": False}
+    url = f"{replica_set.url}?wait_replicas=1&wait_timeout_ms=2000&wait_aof=0"
+    want = WaitPolicy(1, 2000, False)
+    assert url_wait_options(url) == {
+        "wait_replicas": 1,
+        "wait_timeout_ms": 2000,
+        "wait_aof": False,
+    }
     with ValkeySaver.from_conn_string(url) as saver:
         assert saver.log.executor.wait == want
         put(saver, thread_id())
     # a client made from the URL carries its options to any class built on it
     assert ValkeySaver(client_from_url(url)).log.executor.wait == want
     assert ValkeyStore(client_from_url(url), wait_replicas=2)._log.executor.wait == WaitPolicy(
-        2, 400, False
+        2, 2000, False
     )
     with AgentCoreValkeySaver.from_conn_string(url, wait_timeout_ms=250) as saver:
         assert saver.log.executor.wait == WaitPolicy(1, 250, False)  # the argument wins
