@@ -96,7 +96,8 @@ def _settings(ctx: typer.Context, url: str | None, json_out: bool) -> Settings:
 def _checked_url(url: str) -> str:
     """``url``, or a ConfigError naming what is wrong with it (a port that is no number)."""
     parts = urlsplit(url)
-    if parts.scheme != "unix":
+    # a Sentinel URL lists several hosts; its parser checks each port itself
+    if parts.scheme != "unix" and not parts.scheme.endswith("+sentinel"):
         try:
             parts.port  # noqa: B018 - parsing the port is the check
         except ValueError as exc:

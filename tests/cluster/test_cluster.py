@@ -186,7 +186,10 @@ def test_primary_killed_during_a_load_fails_over(tmp_path) -> None:
         url = cluster.url
 
         def make() -> ValkeySaver:
-            return ValkeySaver(client_from_url(url, socket_timeout=2), retry=_patient())
+            # Valkey replicates asynchronously: only writes a replica confirmed survive
+            # the failover for certain (without the wait, 1 run in 4 lost some)
+            client = client_from_url(url, socket_timeout=2)
+            return ValkeySaver(client, retry=_patient(), wait_replicas=1)
 
         with Load(make) as load:
             time.sleep(1.0)

@@ -173,7 +173,12 @@ def test_a_real_eviction_run_gives_right_answers_or_clear_errors(
                 "i": i,
             }
             assert got.pending_writes == [(f"task-{i}", "out", i)]
-            history = list(saver.list({"configurable": {"thread_id": thread}}))
+            try:  # the repairs write too, so eviction can strike between two reads
+                history = list(saver.list({"configurable": {"thread_id": thread}}))
+            except ThreadDamaged as exc:
+                assert thread in str(exc)
+                outcomes["damaged"] += 1
+                continue
             assert [t.config for t in history] == list(reversed(configs))
             outcomes["right" if present == 3 else "repaired"] += 1
         assert outcomes["right"] + outcomes["repaired"] > 0, outcomes
