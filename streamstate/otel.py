@@ -199,6 +199,14 @@ def _runs(entries: Sequence[LogEntry], meta: Mapping[str, dict[str, Any]]) -> li
         if isinstance(ev, CheckpointPut) and ev.ns == "":
             cur.root_checkpoints += 1
     _regroup_early_writes(runs, entries)
+    # Entries of a run saved in the background can reach the log before the checkpoint
+    # that opens it (a subgraph's checkpoint, a task's writes): a leading run with no
+    # root checkpoint of its own belongs to the run that follows it.
+    runs = [r for r in runs if r.entries]
+    while len(runs) > 1 and runs[0].trigger == "start" and runs[0].root_checkpoints == 0:
+        first = runs.pop(0)
+        runs[0].entries[:0] = first.entries
+        runs[0].run_id = runs[0].run_id or first.run_id
     # A run_id the metadata names is the authority: a resume under the same run_id (a
     # config reused for Command(resume=...)) continues that run.
     merged: list[_Run] = []

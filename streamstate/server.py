@@ -157,12 +157,15 @@ def _make_private(path: Path) -> None:
             continue
         entries = [directory, *directory.iterdir()]
         for entry in entries:
-            est = entry.lstat()
-            if est.st_uid != os.geteuid() or stat.S_ISLNK(est.st_mode):
+            try:  # another starter's temporary file may be renamed away meanwhile
+                est = entry.lstat()
+                if est.st_uid != os.geteuid() or stat.S_ISLNK(est.st_mode):
+                    continue
+                private = 0o700 if stat.S_ISDIR(est.st_mode) else 0o600
+                if stat.S_IMODE(est.st_mode) & 0o077:
+                    os.chmod(entry, stat.S_IMODE(est.st_mode) & private)
+            except FileNotFoundError:
                 continue
-            private = 0o700 if stat.S_ISDIR(est.st_mode) else 0o600
-            if stat.S_IMODE(est.st_mode) & 0o077:
-                os.chmod(entry, stat.S_IMODE(est.st_mode) & private)
 
 
 class EmbeddedServer:
