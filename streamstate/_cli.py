@@ -354,15 +354,22 @@ def tail(
     actor: ActorOpt = None,
     url: UrlOpt = None,
     json_out: JsonOpt = False,
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="jsonl: one JSON object per event (as --json), for pipes."),
+    ] = None,
 ) -> None:
-    """Print a session's events, decoded, as they happen (one JSON object per line with --json).
+    """Print a session's events, decoded, as they happen (one JSON object per line with
+    --json or --format jsonl).
 
     With --group the tail is an at-least-once audit consumer: an event is acknowledged
     after it is printed, and a restarted consumer prints its unacknowledged events first.
     """
     from streamstate.audit import describe_entry
 
-    s = _settings(ctx, url, json_out)
+    if fmt not in (None, "jsonl", "text"):
+        raise ConfigError(f"--format must be jsonl or text, got {fmt!r}")
+    s = _settings(ctx, url, json_out or fmt == "jsonl")
     console = _console()
     with _audit(s) as audit:
         sess = _session(session, actor)

@@ -128,7 +128,7 @@ def test_group_resumes_after_kill(
     valkey_url: str, saver: ValkeySaver, client: valkey.Valkey
 ) -> None:
     thread_id = f"group-{uuid.uuid4().hex[:10]}"
-    group_args = ("--group", "audit", "--consumer", "c1", "--json", "--url", valkey_url)
+    group_args = ("--group", "audit", "--consumer", "c1", "--format", "jsonl", "--url", valkey_url)
     # ~1.5 KB lines: a batch outgrows the pipe, so the consumer blocks in the middle of
     # it with printed but unacknowledged events, and is killed there.
     _put_checkpoints(saver, thread_id, 100, payload=1500)
