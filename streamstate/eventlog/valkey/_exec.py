@@ -451,6 +451,23 @@ _REDIRECTS = 5
 """NOSCRIPT, ASK and MOVED replies followed within one attempt of a waited write."""
 
 
+def redirected(
+    call: Call, resend: Exception, source: bool, ask: Any, cluster: bool
+) -> tuple[bool, Any, bool]:
+    """What to send next after a waited call was answered ``resend``: ``(send the script's
+    source, the ASK redirection to follow, the topology moved)``; errors raise."""
+    if isinstance(resend, vx.NoScriptError):
+        if source:
+            raise BackendError(f"NOSCRIPT after EVAL: {resend}") from resend
+        return True, ask, False
+    if not cluster:
+        with map_errors(call):
+            raise resend
+    if isinstance(resend, vx.MovedError):
+        return source, None, True
+    return source, resend, False
+
+
 class ValkeyExecutor:
     """Runs calls on a sync client.
 
@@ -522,7 +539,9 @@ class ValkeyExecutor:
                 if resend is None:
                     reply = read_waited(call, wait, plan, replies)
                     break
-                source, ask = self._redirected(call, resend, source, ask)
+                source, ask, moved = redirected(call, resend, source, ask, self.cluster)
+                if moved:
+                    self._refresh()
             else:
                 raise _Transient(BackendUnavailable(f"still redirected after {_REDIRECTS} tries"))
         except BaseException as exc:
@@ -551,21 +570,6 @@ class ValkeyExecutor:
                 if self.cluster:  # as valkey-py does: start the next lookup elsewhere
                     self.client.nodes_manager.startup_nodes.pop(node.name, None)
                 raise
-
-    def _redirected(
-        self, call: Call, resend: Exception, source: bool, ask: Any
-    ) -> tuple[bool, Any]:
-        if isinstance(resend, vx.NoScriptError):
-            if source:
-                raise BackendError(f"NOSCRIPT after EVAL: {resend}") from resend
-            return True, ask
-        if not self.cluster:
-            with map_errors(call):
-                raise resend
-        if isinstance(resend, vx.MovedError):
-            self._refresh()
-            return source, None
-        return source, resend
 
     def _refresh(self) -> None:
         with contextlib.suppress(Exception):
@@ -655,7 +659,9 @@ class AsyncValkeyExecutor:
                 if resend is None:
                     reply = read_waited(call, wait, plan, replies)
                     break
-                source, ask = await self._redirected(call, resend, source, ask)
+                source, ask, moved = redirected(call, resend, source, ask, self.cluster)
+                if moved:
+                    await self._refresh()
             else:
                 raise _Transient(BackendUnavailable(f"still redirected after {_REDIRECTS} tries"))
         except BaseException as exc:
@@ -690,21 +696,6 @@ class AsyncValkeyExecutor:
                 self.client.nodes_manager.startup_nodes.pop(node.name, None)
                 raise
             return [c.result for c in stack]
-
-    async def _redirected(
-        self, call: Call, resend: Exception, source: bool, ask: Any
-    ) -> tuple[bool, Any]:
-        if isinstance(resend, vx.NoScriptError):
-            if source:
-                raise BackendError(f"NOSCRIPT after EVAL: {resend}") from resend
-            return True, ask
-        if not self.cluster:
-            with map_errors(call):
-                raise resend
-        if isinstance(resend, vx.MovedError):
-            await self._refresh()
-            return source, None
-        return source, resend
 
     async def _refresh(self) -> None:
         with contextlib.suppress(Exception):
