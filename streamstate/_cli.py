@@ -789,7 +789,13 @@ def server(
     ``password`` file). If the directory's server already runs, its URL is printed and
     the command returns; --stop stops it.
     """
-    from streamstate.server import EmbeddedServer, default_data_dir
+    from streamstate.server import (
+        EmbeddedServer,
+        default_data_dir,
+        forget_interrupts,
+        noting_interrupts,
+        raise_if_interrupted,
+    )
 
     path = (data_dir or default_data_dir()).absolute()
     srv = EmbeddedServer(path, port=port)
@@ -801,11 +807,9 @@ def server(
             print(f"stopped the embedded server of {path} (pid {pid})")
         return
 
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, on_term)
-    try:
+    # Ctrl-C and SIGTERM stop it; noted, so that one landing where Python swallows the
+    # KeyboardInterrupt (a client's __del__) still does
+    with noting_interrupts(signal.SIGINT, signal.SIGTERM):
         try:
             srv.start(daemonize=False)
         except KeyboardInterrupt:
@@ -826,16 +830,15 @@ def server(
                 file=sys.stderr,
             )
             while srv.is_running():
+                raise_if_interrupted()
                 time.sleep(0.5)
             print(f"the server exited: {srv.log_tail(3)}", file=sys.stderr)
             _fail(1)
         except KeyboardInterrupt:
-            pass
+            forget_interrupts()
         finally:
             srv.stop()
         print("stopped", file=sys.stderr)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 # -- auditing threads (streamstate.inspect, streamstate.otel) --------------------------------

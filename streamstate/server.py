@@ -35,6 +35,7 @@ import signal
 import socket
 import stat
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,6 +60,60 @@ STREAM_NODE_MAX_BYTES = 512
 node at this size (4,096 by default), so with the default a one-checkpoint thread's log
 takes 4.3 kB however little it holds; at 512 it takes 1.7 kB, and threads of real
 conversations take the same memory either way (``python -m bench footprint``)."""
+
+
+# -- interrupts that are never lost -----------------------------------------------------------
+# Python ignores an exception raised inside ``__del__``, so a Ctrl-C that lands while a
+# probe client is being collected would vanish and a start meant to be interrupted would
+# carry on. While a wait runs, the handler also notes the signal, and the loops check.
+
+_noted_signals: list[int] = []
+
+
+def _note_and_interrupt(signum: int, frame: Any) -> None:
+    _noted_signals.append(signum)
+    raise KeyboardInterrupt
+
+
+def raise_if_interrupted() -> None:
+    """Deliver a signal noted by :func:`noting_interrupts` (once) as KeyboardInterrupt."""
+    if _noted_signals:
+        _noted_signals.clear()
+        raise KeyboardInterrupt
+
+
+def forget_interrupts() -> None:
+    """Call where a KeyboardInterrupt is handled inside a :func:`noting_interrupts` block:
+    that interrupt was delivered, and must not be raised again at the block's end."""
+    _noted_signals.clear()
+
+
+@contextlib.contextmanager
+def noting_interrupts(*signums: int) -> Iterator[None]:
+    """Within the block, ``signums`` (default SIGINT) raise KeyboardInterrupt and are noted,
+    so that :func:`raise_if_interrupted`, or the block's end, delivers one whose raise was
+    swallowed.
+
+    Only the main thread can handle signals, and a handler the application installed is
+    left alone (an inner block inside an outer one installs nothing either).
+    """
+    installed: list[tuple[int, Any]] = []
+    if threading.current_thread() is threading.main_thread():
+        for signum in signums or (signal.SIGINT,):
+            current = signal.getsignal(signum)
+            if current in (signal.default_int_handler, signal.SIG_DFL, None):
+                installed.append((signum, signal.signal(signum, _note_and_interrupt)))
+    try:
+        yield
+    except BaseException:
+        if installed:  # whatever was noted went out with this exception
+            _noted_signals.clear()
+        raise
+    finally:
+        for signum, previous in reversed(installed):
+            signal.signal(signum, previous)
+    if installed:
+        raise_if_interrupted()  # noted after the last check, and swallowed
 
 
 def default_data_dir() -> Path:
@@ -401,6 +456,7 @@ class EmbeddedServer:
                     f" and not ready after {timeout:g} s; try again, or stop it with"
                     f" `streamstate server --stop --dir {self.data_dir}`"
                 )
+            raise_if_interrupted()
             time.sleep(0.05)
 
     def attach(self, timeout: float = 15.0) -> bool:
@@ -417,7 +473,7 @@ class EmbeddedServer:
         ``timeout`` bounds each wait for the server to answer; a server loading a large
         AOF is waited for as long as the load makes progress.
         """
-        with self._locked():
+        with noting_interrupts(), self._locked():
             if self._attach_locked(timeout):
                 return self
             with _dir_errors(self.data_dir):
@@ -531,12 +587,14 @@ class EmbeddedServer:
                 break
             if pid is not None:
                 status, loaded = self._probe(port, pid, timeout=0.2)
+                raise_if_interrupted()
                 if status == "ready":
                     return pid
                 if status == "loading" and loaded != progress:
                     progress, deadline = loaded, time.monotonic() + timeout
             if time.monotonic() > deadline:
                 break
+            raise_if_interrupted()
             time.sleep(0.05)
         log = self._log_since(log_mark).strip()[-500:] or "(nothing in the log)"
         raise BackendUnavailable(f"valkey-server did not answer on port {port} ({status}): {log}")

@@ -261,6 +261,55 @@ def test_a_starter_interrupted_while_the_server_loads_stops_it(
     assert servers_in(data) == []
 
 
+# Python ignores an exception raised in __del__: here the Ctrl-C lands inside the __del__ of
+# a probe client (the first one collected after the server reported loading), once.
+SWALLOWING = """
+import os, signal, valkey
+from streamstate.server import EmbeddedServer
+armed, fired = [], []
+probe = EmbeddedServer._probe
+def noting_probe(self, *a, **k):
+    status = probe(self, *a, **k)
+    if status[0] == "loading" and not fired:
+        armed.append(True)
+    return status
+EmbeddedServer._probe = noting_probe
+collect = valkey.Valkey.__del__
+def interrupted_del(self):
+    if armed and armed.pop():
+        fired.append(True)
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(100_000):  # the handler runs here, inside __del__
+            pass
+    collect(self)
+valkey.Valkey.__del__ = interrupted_del
+"""
+
+
+def test_a_ctrl_c_swallowed_in_a_del_still_interrupts_the_start(
+    tmp_path: Path, big_aof: Path
+) -> None:
+    data = copy_data(big_aof, tmp_path / "data")
+    args = [sys.executable, "-c", SWALLOWING + STARTER, str(data)]
+    starter = subprocess.Popen(
+        [*args, json.dumps({"key-load-delay": LOAD_DELAY})],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out, err = starter.communicate(timeout=90)
+        assert "Exception ignored in" in err and "KeyboardInterrupt" in err, err  # swallowed
+        assert json.loads(out.splitlines()[-1]) == {"interrupted": True}, (out, err)
+        assert starter.returncode == 130
+        assert servers_in(data) == []
+        assert not (data / "server.json").exists()
+    finally:
+        if starter.poll() is None:
+            starter.kill()
+        kill_servers_in(data)
+
+
 def test_stop_running_stops_that_directory_only(tmp_path: Path) -> None:
     a = EmbeddedServer(tmp_path / "a").start()
     b = EmbeddedServer(tmp_path / "b").start()

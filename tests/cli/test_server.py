@@ -17,6 +17,7 @@ from tests.cli.conftest import CLI, cli_env, run_cli, stop_embedded
 from tests.cli.test_errors import _one_line_error
 from tests.test_server import (
     LOAD_DELAY,
+    SWALLOWING,
     assert_big_data,
     big_aof,  # noqa: F401 - a fixture
     client_for,
@@ -183,6 +184,26 @@ def test_ctrl_c_while_the_server_loads_a_large_aof(tmp_path: Path, big_aof: Path
             if proc is not None and proc.poll() is None:
                 proc.kill()
         kill_servers_in(data)
+
+
+def test_ctrl_c_swallowed_in_a_del_still_stops_the_foreground_server(tmp_path: Path) -> None:
+    # the Ctrl-C lands inside the __del__ of the first probe client collected once the
+    # server is ready, i.e. in the foreground loop; Python ignores the KeyboardInterrupt there
+    swallowing = SWALLOWING.replace('== "loading"', '== "ready"')
+    cli = [sys.executable, "-c", swallowing + "from streamstate.cli import main\nmain()\n"]
+    data_dir = tmp_path / "server"
+    proc = spawn("server", "--dir", str(data_dir), cli=cli)
+    try:
+        out, err = proc.communicate(timeout=60)
+        assert "Exception ignored in" in err and "KeyboardInterrupt" in err, err  # swallowed
+        assert proc.returncode == 0, (out, err)
+        assert_url_of(out.strip(), data_dir)
+        assert err.rstrip().endswith("stopped"), err
+        assert servers_in(data_dir) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        kill_servers_in(data_dir)
 
 
 def test_killed_while_the_server_loads_then_started_again(tmp_path: Path, big_aof: Path) -> None:  # noqa: F811
