@@ -106,7 +106,3 @@ class ThreadDamaged(StreamstateError):
 
 class NotFound(StreamstateError, LookupError):
     """A named session, checkpoint or item does not exist (CLI and replay APIs)."""
-
-
-class RebuildMismatch(StreamstateError):
-    """A view rebuilt from the log differs from the live view."""

@@ -69,7 +69,9 @@ class Codec:
     """Encodes msgspec-serialisable objects to stored bytes and back.
 
     Args:
-        compressor: Compression stage, ``None`` to disable. Default zstd.
+        compressor: Compression stage; ``None`` (the default) means :class:`Zstd`. To
+            store entries uncompressed, use :meth:`plain`. Entries written compressed
+            stay readable either way (decoding falls back to zstd).
         cipher: Optional encryption stage applied last.
         compress_threshold: Payloads shorter than this (bytes) are stored uncompressed.
     """
