@@ -160,6 +160,19 @@ def capped_block_ms(client: Any, block_ms: int) -> int:
     return max(1, min(block_ms, int(timeout * 1000 * 0.8)))
 
 
+def thin_path(client: Any) -> bool:
+    """Whether scripts may go straight to a pooled connection: a standalone or Sentinel
+    client that owns a pool (not a cluster, not a single-connection client)."""
+    if is_cluster(client) or getattr(client, "connection", None) is not None:
+        return False
+    if getattr(client, "single_connection_client", False):
+        return False
+    pool = getattr(client, "connection_pool", None)
+    return callable(getattr(pool, "get_connection", None)) and callable(
+        getattr(pool, "release", None)
+    )
+
+
 def check_client(client: Any) -> None:
     kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {}) or {}
     if kwargs.get("decode_responses"):
@@ -489,6 +502,7 @@ class ValkeyExecutor:
         self.retry = retry or RetryPolicy()
         self.wait = wait
         self.cluster = is_cluster(client)
+        self.thin = thin_path(client)
         self.sent = _SentOnce()
         self.unconfirmed = _Unconfirmed()
 
@@ -521,10 +535,28 @@ class ValkeyExecutor:
                 reply = self.client.execute_command(*call.args)
                 self.sent.settled(call)
                 return reply
+            send = self._thin if self.thin else self.client.execute_command
             try:
-                return self.client.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+                return send("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args)
             except vx.NoScriptError:
-                return self.client.eval(call.script.source, len(call.keys), *call.keys, *call.args)
+                return send("EVAL", call.script.source, len(call.keys), *call.keys, *call.args)
+
+    def _thin(self, *args: Any) -> Any:
+        """One script call on a pooled connection, without valkey-py's per-call wrapping
+        (its retry closure, client-side cache lookup, response callbacks: a script reply
+        has none). Saves ~4 µs of client CPU per call, a tenth of a put's client time."""
+        pool = self.client.connection_pool
+        conn = pool.get_connection(args[0])
+        try:
+            conn.send_command(*args)
+            return conn.read_response()
+        except vx.ResponseError:
+            raise  # an error reply: the connection is fine
+        except BaseException:
+            conn.disconnect()  # a reply may still be in flight
+            raise
+        finally:
+            pool.release(conn)
 
     def _once_waited(self, call: Call, wait: WaitPolicy) -> Any:
         mark = self.unconfirmed.mark()
@@ -605,6 +637,7 @@ class AsyncValkeyExecutor:
         self.retry = retry or RetryPolicy()
         self.wait = wait
         self.cluster = is_cluster(client)
+        self.thin = thin_path(client)
         self.sent = _SentOnce()
         self.unconfirmed = _Unconfirmed()
 
@@ -637,14 +670,30 @@ class AsyncValkeyExecutor:
                 reply = await self.client.execute_command(*call.args)
                 self.sent.settled(call)
                 return reply
+            send = self._thin if self.thin else self.client.execute_command
             try:
-                return await self.client.evalsha(
-                    call.script.sha, len(call.keys), *call.keys, *call.args
+                return await send(
+                    "EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args
                 )
             except vx.NoScriptError:
-                return await self.client.eval(
-                    call.script.source, len(call.keys), *call.keys, *call.args
+                return await send(
+                    "EVAL", call.script.source, len(call.keys), *call.keys, *call.args
                 )
+
+    async def _thin(self, *args: Any) -> Any:
+        """As :meth:`ValkeyExecutor._thin`, on an asyncio pool."""
+        pool = self.client.connection_pool
+        conn = await pool.get_connection(args[0])
+        try:
+            await conn.send_command(*args)
+            return await conn.read_response()
+        except vx.ResponseError:
+            raise
+        except BaseException:
+            await conn.disconnect(nowait=True)  # cancelled or broken: a reply may be in flight
+            raise
+        finally:
+            await pool.release(conn)
 
     async def _once_waited(self, call: Call, wait: WaitPolicy) -> Any:
         mark = self.unconfirmed.mark()
