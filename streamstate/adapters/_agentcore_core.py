@@ -90,6 +90,7 @@ from langgraph.store.base import (
 )
 
 from streamstate.adapters._checkpoints import canonical, ns_of, stored_filter, writes_event
+from streamstate.adapters._delta import filter_delta_channels, with_delta_ancestors
 from streamstate.errors import CodecError, ConfigError
 from streamstate.eventlog._drive import Emit, Flow
 from streamstate.eventlog.agentcore import (
@@ -1158,7 +1159,7 @@ class SaverCore:
                 yield from self.delete_thread_flow(thread_id, actor_id)
                 continue
             for thread in (yield from self.threads_named_flow(thread_id, actor_id)):
-                yield from self.compact_flow(thread, _latest_per_ns)
+                yield from self.compact_flow(thread, _latest_with_delta_history)
 
     def delete_for_runs_flow(self, run_ids: Sequence[str]) -> Flow[None]:
         """Every session of every actor is asked, per run, for checkpoints of that run
@@ -1256,9 +1257,49 @@ def _merged(heads: Iterable[CpHead | WrHead]) -> dict[str, CpHead]:
     return out
 
 
-def _latest_per_ns(cps: list[CpHead]) -> set[str]:
+def _latest_per_ns(cps: list[CpHead]) -> set[tuple[str, str]]:
     latest = {h.event.ns: h.event.checkpoint_id for h in cps}  # oldest first: the last wins
     return set(latest.items())
+
+
+def _latest_with_delta_history(cps: list[CpHead]) -> set[tuple[str, str]]:
+    """What ``prune(keep_latest)`` keeps: each namespace's latest checkpoint and the
+    ancestors its delta channels are rebuilt from (see :mod:`streamstate.adapters._delta`).
+    The delta channels are read from the events' ``filter``: the flow has no serde."""
+    by_key = {(h.event.ns, h.event.checkpoint_id): h for h in cps}
+    holders = _merged(cps)
+
+    def deltas(key: tuple[str, str]) -> set[str]:
+        event = by_key[key].event
+        return filter_delta_channels(event.filter, (ch for ch, _ in event.versions))
+
+    def stores(key: tuple[str, str]) -> set[str]:
+        return _stored_channels(by_key[key], holders)
+
+    def parent(key: tuple[str, str]) -> tuple[str, str] | None:
+        up = (key[0], by_key[key].event.parent_id or "")
+        return up if up in by_key else None
+
+    return with_delta_ancestors(_latest_per_ns(cps), deltas=deltas, stores=stores, parent=parent)
+
+
+def _stored_channels(head: CpHead, holders: Mapping[str, CpHead]) -> set[str]:
+    """The channels a checkpoint has a value of, as :meth:`SaverCore.values_flow`
+    resolves them: its own blob, else the one its reference names (an event outside
+    ``holders`` is read at get_tuple time: it counts as a value)."""
+    own = _blobs(head.event)
+    out: set[str] = set()
+    for ch, ver in head.event.versions:
+        typed = own.get((ch, ver))
+        if typed is None and head.refs.get(ch):
+            holder = holders.get(head.refs[ch])
+            if holder is None:
+                out.add(ch)
+                continue
+            typed = _blobs(holder.event).get((ch, ver))
+        if typed is not None and typed[0] != "empty":
+            out.add(ch)
+    return out
 
 
 def _with_blobs(event: CheckpointPut, blobs: list[Blob]) -> CheckpointPut:

@@ -58,6 +58,7 @@ from streamstate.adapters._checkpoints import (
     stored_filter,
     writes_event,
 )
+from streamstate.adapters._delta import delta_channels
 from streamstate.errors import ConfigError
 from streamstate.eventlog._drive import Emit, Flow
 from streamstate.eventlog.bedrock import (
@@ -897,10 +898,7 @@ class BedrockSaverCore:
         head = yield from fetch(newest, 1)
         if head is None:
             return keep
-        meta = serde.loads_typed(head.metadata)
-        counters = meta.get("counters_since_delta_snapshot") if isinstance(meta, dict) else None
-        versions = dict(head.versions)
-        channels = [ch for ch in counters or {} if ch in versions]
+        channels = delta_channels(serde.loads_typed(head.metadata), dict(head.versions))
         seeds = Seeds(channels)
         event: CheckpointPut | None = head
         depth = 0

@@ -36,6 +36,7 @@ from streamstate.adapters._checkpoints import (
     thread_of,
     writes_event,
 )
+from streamstate.adapters._delta import delta_channels, with_delta_ancestors
 from streamstate.errors import BackendError, CodecError, ConfigError, ConflictError, ThreadDamaged
 from streamstate.eventlog._drive import Emit, Flow
 from streamstate.eventlog.codec import Codec
@@ -320,7 +321,7 @@ class SaverCore:
                 f"checkpoint {cid!r} of thread {thread.thread_id!r} points at a log entry "
                 "that is gone (was the log trimmed or evicted?)"
             )
-        event = self.codec.decode(raw, Event)
+        event: Event = self.codec.decode(raw, Event)
         if not isinstance(event, CheckpointPut):
             raise CodecError(f"checkpoint {cid!r} points at a {type(event).__name__} entry")
         return event
@@ -657,31 +658,28 @@ class SaverCore:
     def with_delta_ancestors(
         self, parsed: Sequence[tuple[str, str, Any]], kept: set[tuple[str, str]]
     ) -> set[tuple[str, str]]:
-        """``kept`` and, for each kept checkpoint, its ancestors back to the one holding
-        a stored value (a snapshot) of each of its delta channels: LangGraph rebuilds a
-        DeltaChannel from that value and the writes after it. The delta channels are
-        those the checkpoint's metadata counts (``counters_since_delta_snapshot``)."""
-        if self.serde is None:
+        """``kept`` and the ancestors its delta channels are rebuilt from (see
+        :func:`~streamstate.adapters._delta.with_delta_ancestors`)."""
+        serde = self.serde
+        if serde is None:
             return kept
         rows = {(ns, cid): row for ns, cid, row in parsed}
-        out = set(kept)
-        for ns, cid in kept:
-            row = rows[(ns, cid)]
-            metadata = self.serde.loads_typed(self.head(row[2], Thread("?"), cid).metadata)
-            counters = (metadata or {}).get("counters_since_delta_snapshot") or {}
-            if not counters:
-                continue
-            waiting = {spec_channel(s) for s in decode_record(row[1])[1]} & set(counters)
-            cursor: str = cid
-            while waiting and (ns, cursor) in rows:
-                out.add((ns, cursor))
-                _f, rec, _head, values, *_writes = rows[(ns, cursor)]
-                _filter, specs, parent, _run = decode_record(rec)
-                for spec, value in zip(specs, values):
-                    if value not in (None, b"", -1):
-                        waiting.discard(spec_channel(spec))
-                cursor = parent
-        return out
+
+        def deltas(key: tuple[str, str]) -> set[str]:
+            row = rows[key]
+            metadata = serde.loads_typed(self.head(row[2], Thread("?"), key[1]).metadata)
+            return delta_channels(metadata, map(spec_channel, decode_record(row[1])[1]))
+
+        def stores(key: tuple[str, str]) -> set[str]:
+            _f, rec, _head, values, *_writes = rows[key]
+            specs = decode_record(rec)[1]
+            return {spec_channel(s) for s, v in zip(specs, values) if v not in (None, b"", -1)}
+
+        def parent(key: tuple[str, str]) -> tuple[str, str] | None:
+            up = (key[0], decode_record(rows[key][1])[2])
+            return up if up in rows else None
+
+        return with_delta_ancestors(kept, deltas=deltas, stores=stores, parent=parent)
 
     def threads_named(self, thread_id: str) -> Flow[list[Thread]]:
         """The sessions of a thread id: one, or one per actor for AgentCore threads."""

@@ -24,6 +24,13 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.serde.types import _DeltaSnapshot
 from langgraph.types import Command
 
+from streamstate.adapters._delta import (
+    COUNTERS,
+    delta_channels,
+    filter_delta_channels,
+    with_delta_ancestors,
+)
+from streamstate.errors import CodecError
 from tests.adapters._delta_graphs import (
     Driver,
     Subject,
@@ -324,27 +331,9 @@ async def _needs_history(subject: Subject, config: Any) -> None:
     assert "messages" not in latest.checkpoint["channel_values"]
 
 
-PRUNE_DROPS_DELTA_HISTORY = {
-    "AgentCoreMemorySaver",
-}
-"""Savers whose ``prune(keep_latest)`` keeps only each namespace's latest checkpoint
-(``_saver_core.compact_flow`` / ``_agentcore_core.compact_flow``): a delta channel of
-a latest checkpoint that is no snapshot then reads as empty. Known gap, owned by those
-modules; strict, so the fix shows here as an unexpected pass."""
-
-
-def _known_gap(request: pytest.FixtureRequest, subject: Subject) -> None:
-    if subject.name in PRUNE_DROPS_DELTA_HISTORY:
-        reason = "prune(keep_latest) drops the ancestors a delta channel is rebuilt from"
-        request.node.add_marker(pytest.mark.xfail(strict=True, reason=reason))
-
-
-async def test_prune_keep_latest_keeps_the_delta_history(
-    subject: Subject, request: pytest.FixtureRequest
-) -> None:
+async def test_prune_keep_latest_keeps_the_delta_history(subject: Subject) -> None:
     """After pruning, the latest state reads the same, the thread goes on as if it had
     not been pruned, and checkpoints were actually dropped."""
-    _known_gap(request, subject)
     config = subject.config()
     drive = subject.driver()
     transcript = await _mid_turn(drive, config)
@@ -364,11 +353,8 @@ async def test_prune_keep_latest_keeps_the_delta_history(
     assert transcript == expected
 
 
-async def test_copy_thread_keeps_the_delta_history(
-    subject: Subject, request: pytest.FixtureRequest
-) -> None:
+async def test_copy_thread_keeps_the_delta_history(subject: Subject) -> None:
     """A copy reads the same messages, after a prune too, and goes on on its own."""
-    _known_gap(request, subject)
     config = subject.config()
     drive = subject.driver()
     await _mid_turn(drive, config)
@@ -386,3 +372,38 @@ async def test_copy_thread_keeps_the_delta_history(
     await _resume_turn(drive, pruned_copy, more)
     assert shown((await drive.state(config)).values["messages"]) == before  # source unmoved
     assert len((await drive.state(pruned_copy)).values["messages"]) == len(before) + 5
+
+
+# --------------------------------------------------------------------------- the pure rule
+
+
+def test_filter_names_the_delta_channels_whatever_the_serde_returns() -> None:
+    """The counters' stored form is read without a serde: JSON from LangGraph's serde,
+    ``~tuple`` forms from one that keeps tuples; keys may hold quotes and commas."""
+    json_form = '{"a\\"b,c":[1,1],"messages":[3,2]}'
+    tuple_form = '{"a\\"b,c":~tuple[1,1],"m:x":~tuple[3,2],"z":{"nested":1}}'
+    chans = ['a"b,c', "messages", "m:x", "nested", "z", "other"]
+    assert filter_delta_channels({COUNTERS: json_form}, chans) == {'a"b,c', "messages"}
+    assert filter_delta_channels({COUNTERS: tuple_form}, chans) == {'a"b,c', "m:x", "z"}
+    assert filter_delta_channels({"step": "3"}, chans) == set()
+    with pytest.raises(CodecError):
+        filter_delta_channels({COUNTERS: "~dict{1:2}"}, chans)
+    assert delta_channels({COUNTERS: {"messages": (1, 1)}}, chans) == {"messages"}
+    assert delta_channels(None, chans) == delta_channels({"step": 1}, chans) == set()
+
+
+def test_ancestors_kept_back_to_each_channels_value() -> None:
+    """Chain 0 <- 1 <- 2 <- 3 <- 4: ``a`` is stored at 1, ``b`` at 3; 4 keeps 1..4."""
+    parents = {0: None, 1: 0, 2: 1, 3: 2, 4: 3, 9: None}
+    stored = {1: {"a"}, 3: {"b"}}
+    kept = with_delta_ancestors(
+        {4, 9},
+        deltas=lambda k: {"a", "b"} if k == 4 else set(),
+        stores=lambda k: stored.get(k, set()),
+        parent=parents.__getitem__,
+    )
+    assert kept == {1, 2, 3, 4, 9}
+    never = with_delta_ancestors(
+        {4}, deltas=lambda k: {"c"}, stores=lambda k: set(), parent=parents.__getitem__
+    )
+    assert never == {0, 1, 2, 3, 4}  # no value anywhere: the whole chain, as the walk reads
