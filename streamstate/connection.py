@@ -419,7 +419,8 @@ class _SentinelClient(valkey.Valkey):
         try:
             super().close()
         finally:
-            for sentinel in self.connection_pool.sentinel_manager.sentinels:
+            pool: Any = self.connection_pool  # a SentinelConnectionPool
+            for sentinel in pool.sentinel_manager.sentinels:
                 sentinel.close()
 
 
@@ -430,7 +431,8 @@ class _AsyncSentinelClient(valkey.asyncio.Valkey):
         try:
             await super().aclose(close_connection_pool)
         finally:
-            for sentinel in self.connection_pool.sentinel_manager.sentinels:
+            pool: Any = self.connection_pool  # a SentinelConnectionPool
+            for sentinel in pool.sentinel_manager.sentinels:
                 await sentinel.aclose()
 
 

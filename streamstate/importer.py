@@ -429,7 +429,7 @@ def _fingerprint(serde: SerializerProtocol, value: Any) -> bytes:
 
 def _comparable(tup: CheckpointTuple, serde: SerializerProtocol) -> dict[str, Any]:
     cp = dict(tup.checkpoint)
-    values = cp.pop("channel_values", {}) or {}
+    values: dict[str, Any] = cp.pop("channel_values", {}) or {}  # type: ignore[assignment]
     return {
         "checkpoint": {k: v for k, v in cp.items() if k != "pending_sends"},
         "values": {k: _fingerprint(serde, v) for k, v in values.items()},

@@ -534,6 +534,7 @@ def threads_flow(
     cands = yield from _candidates(keyspace, actor=actor, run=run, prefix=prefix)
     # Sort keys: the figure descending (activity by the millisecond only: sequence
     # numbers count within one stream, not across), then thread id and actor ascending.
+    keyed: list[tuple[tuple[Any, ...], Any]]
     if sort == "id":
         keyed = [((c[0], c[1]), c) for c in cands]
     else:

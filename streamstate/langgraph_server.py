@@ -200,7 +200,7 @@ async def store() -> AsyncIterator[Any]:
     client = async_client_from_url(settings.url, pool_size=settings.pool_size)
     try:
         memory = AsyncValkeyStore(
-            client,
+            client,  # type: ignore[arg-type]  # a cluster client works too
             index=settings.store_index,  # type: ignore[arg-type]
             ttl=settings.store_ttl(),  # type: ignore[arg-type]
             keyspace=keyspace,

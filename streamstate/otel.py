@@ -321,7 +321,8 @@ class _Builder:
             step = None
             if found is not None:
                 step_meta = self.meta.get(found[0], {})
-                step = step_meta.get("step") + 1 if isinstance(step_meta.get("step"), int) else None
+                meta_step = step_meta.get("step")
+                step = meta_step + 1 if isinstance(meta_step, int) else None
                 if found[0] in self.ids:
                     start = min(at, checkpoint_time(*found))
             attrs = {

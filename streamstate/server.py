@@ -409,7 +409,9 @@ class EmbeddedServer:
             socket_connect_timeout=timeout,
         )
         try:
-            info = client.info("server", "persistence")
+            # valkey-py types info()'s extra sections and its sync/async reply loosely
+            reply: Any = client.info("server", "persistence")  # type: ignore[arg-type]
+            info: dict[str, Any] = reply
         except valkey.BusyLoadingError:
             return "loading", -1
         except (valkey.AuthenticationError, valkey.ResponseError):

@@ -330,7 +330,7 @@ def checkpoint_event(
             f'checkpoint["id"] must be a non-empty string, got {checkpoint.get("id")!r}'
         )
     body = dict(checkpoint)
-    values: dict[str, Any] = body.pop("channel_values", {}) or {}
+    values: dict[str, Any] = body.pop("channel_values", {}) or {}  # type: ignore[assignment]
     blobs = [
         Blob(ch, ver, serde.dumps_typed(values[ch]) if ch in values else ("empty", b""))
         for ch, ver in new_versions.items()

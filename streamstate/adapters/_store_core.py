@@ -470,7 +470,9 @@ class StoreCore:
         for op in ops:
             validate_op(op)
         results: list[Result] = [None] * len(ops)
-        reads = [(i, op) for i, op in enumerate(ops) if not isinstance(op, PutOp)]
+        reads: list[tuple[int, Op]] = [
+            (i, op) for i, op in enumerate(ops) if not isinstance(op, PutOp)
+        ]
         puts: dict[tuple[tuple[str, ...], str], PutOp] = {}
         for op in ops:
             if isinstance(op, PutOp):

@@ -316,7 +316,7 @@ def view_args(event: Event, stored: Sequence[bytes]) -> tuple[str, list[Any]]:
         case WritesPut():
             # One record per put_writes call, named by its content: a retried call finds
             # its record and writes nothing; readers fold a task's records in log order.
-            field = f"{writes_prefix(event.ns, event.checkpoint_id)}:" + (
+            write_field = f"{writes_prefix(event.ns, event.checkpoint_id)}:" + (
                 f"{compact_id(event.task_id)}:{call_digest(event)}"
             )
             # each value inline if small (value_ref's rule), else its field number k
@@ -325,8 +325,8 @@ def view_args(event: Event, stored: Sequence[bytes]) -> tuple[str, list[Any]]:
                 for k, (w, value) in enumerate(zip(event.writes, stored))
             ]
             pointers = any(type(item[2]) is int for item in items)
-            record = (b"p" if pointers else b"-") + _encoder.encode([event.task_path, items])
-            return "w", [field, record]
+            body = (b"p" if pointers else b"-") + _encoder.encode([event.task_path, items])
+            return "w", [write_field, body]
     raise TypeError(f"{type(event).__name__} is not a checkpoint event")
 
 

@@ -301,7 +301,7 @@ class VectorIndex:
             restored = Index.restore(blob)
             if restored is None:
                 return None
-            restored.expansion_search = spec.ef_search
+            restored.expansion_search = spec.ef_search  # type: ignore[misc]  # a setter in usearch
             index._hnsw = restored
         else:
             index._matrix = np.frombuffer(blob, dtype=np.float64).reshape(-1, spec.dims).copy()
@@ -444,6 +444,7 @@ class VectorIndex:
             scores[~keep] = -np.inf
             labels = self._row_labels
             return self._settle(scores, lambda picked: [labels[i] for i in picked], k)
+        assert namespaces is not None  # the whole index was handled above
         rows = np.fromiter(
             (
                 self._rows[label]

@@ -1147,7 +1147,7 @@ class AwsEmulator:
         if self._server is None:
             raise RuntimeError("the emulator is not running; call start() first")
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def __repr__(self) -> str:
         where = self.endpoint_url if self._server is not None else "stopped"
@@ -1546,7 +1546,7 @@ class AwsEmulator:
                 e
                 for e in events
                 if e.branch_name in scope
-                and (scope[e.branch_name] is None or e.order <= scope[e.branch_name])
+                and ((limit := scope[e.branch_name]) is None or e.order <= limit)
             ]
         if filt.get("eventMetadata") is not None:
             filters = _check_event_filters(filt["eventMetadata"])

@@ -45,7 +45,7 @@ class SyncToAsync:
 
     async def tail(self, *args: Any, **kwargs: Any) -> AsyncIterator[LogEntry]:
         it = self.sync.tail(*args, **kwargs)
-        done = object()
+        done: Any = object()
         while (item := await asyncio.to_thread(next, it, done)) is not done:
             yield item
 

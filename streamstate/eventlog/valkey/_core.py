@@ -370,9 +370,9 @@ def read_entries_skipping(
                     entry_id=eid,
                     stage="header",
                 )
-            event = codec.decode(payload, Event, session=label, entry_id=eid)
+            event: Event = codec.decode(payload, Event, session=label, entry_id=eid)
             if len(fields) > 1:
-                values = [
+                values: list[Any] = [
                     codec.decode(fields[str(i).encode()], Typed, session=label, entry_id=eid)
                     for i in range(value_count(fields))
                 ]

@@ -498,7 +498,7 @@ class ValkeyExecutor:
     ) -> None:
         check_client(client)
         check_wait(client, wait)
-        self.client = client
+        self.client: Any = client  # standalone, Sentinel or cluster
         self.retry = retry or RetryPolicy()
         self.wait = wait
         self.cluster = is_cluster(client)
@@ -633,7 +633,7 @@ class AsyncValkeyExecutor:
     ) -> None:
         check_client(client)
         check_wait(client, wait)
-        self.client = client
+        self.client: Any = client  # standalone, Sentinel or cluster
         self.retry = retry or RetryPolicy()
         self.wait = wait
         self.cluster = is_cluster(client)
