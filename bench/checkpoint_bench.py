@@ -104,6 +104,7 @@ class Settings:
     mem_reps: int
     limit_ops: int  # bare SET / GET calls per round
     chunks: int  # each single-client phase runs in this many ABBA-interleaved chunks
+    ttl: float | None = None  # every saver's ttl (the seed documents' usage: 3600 s)
 
 
 FULL = Settings(
@@ -220,7 +221,7 @@ def single_sync(
     seed: int,
 ) -> dict[str, dict[str, Any]]:
     """One sync client per saver: each operation in ABBA-interleaved chunks."""
-    opened = {p.name: p.open_sync(url, None) for p in order}
+    opened = {p.name: p.open_sync(url, settings.ttl) for p in order}
     try:
         shells = {p.name: SyncShell(opened[p.name].saver) for p in order}
         threads = {
@@ -276,7 +277,7 @@ def single_async(
     """The same as :func:`single_sync` with the async savers, on one event loop."""
 
     async def run() -> dict[str, dict[str, Any]]:
-        opened = {p.name: p.open_async(url, None) for p in order}
+        opened = {p.name: p.open_async(url, settings.ttl) for p in order}
         try:
             shells = {p.name: AsyncShell(opened[p.name].saver) for p in order}
             threads = {
@@ -363,7 +364,7 @@ def concurrent_threads(
     ids: Any,
 ) -> dict[str, dict[str, Any]]:
     """16 threads per saver on one shared sync saver; halves run A B B A."""
-    opened = {p.name: p.open_sync(url, None) for p in order}
+    opened = {p.name: p.open_sync(url, settings.ttl) for p in order}
     try:
         shells = {p.name: SyncShell(opened[p.name].saver) for p in order}
         halves = {
@@ -417,7 +418,7 @@ def concurrent_async(
     """16 asyncio tasks per saver on one shared async saver; halves run A B B A."""
 
     async def run() -> dict[str, dict[str, Any]]:
-        opened = {p.name: p.open_async(url, None) for p in order}
+        opened = {p.name: p.open_async(url, settings.ttl) for p in order}
         try:
             shells = {p.name: AsyncShell(opened[p.name].saver) for p in order}
             halves = {
@@ -637,7 +638,9 @@ def _counted_calls(shell: Any, th: ThreadOps) -> list[tuple[str, Callable[[], An
     return calls
 
 
-def round_trips(peer: Checkpointer, url: str, trace: Sequence[Step], ids: Any) -> dict[str, Any]:
+def round_trips(
+    peer: Checkpointer, url: str, trace: Sequence[Step], ids: Any, ttl: float | None = None
+) -> dict[str, Any]:
     """Requests sent (and request bytes) per operation, sync and async, counted on the client."""
     out: dict[str, Any] = {}
 
@@ -649,7 +652,7 @@ def round_trips(peer: Checkpointer, url: str, trace: Sequence[Step], ids: Any) -
     def mean(res: dict[str, list[int]]) -> dict[str, float]:
         return {k: statistics.mean(v) for k, v in res.items()}
 
-    opened = peer.open_sync(url, None)
+    opened = peer.open_sync(url, ttl)
     try:
         shell = SyncShell(opened.saver)
         th = ThreadOps.build(trace, next(ids))
@@ -665,7 +668,7 @@ def round_trips(peer: Checkpointer, url: str, trace: Sequence[Step], ids: Any) -
         opened.close()
 
     async def run() -> dict[str, float]:
-        aopened = peer.open_async(url, None)
+        aopened = peer.open_async(url, ttl)
         try:
             ashell = AsyncShell(aopened.saver)
             ath = ThreadOps.build(trace, next(ids))
@@ -695,7 +698,7 @@ def memory_per_checkpoint(
     """used_memory delta per checkpoint (with its writes) on fresh threads, saver alone."""
     flushall(admin)
     time.sleep(0.2)
-    opened = peer.open_sync(url, None)
+    opened = peer.open_sync(url, settings.ttl)
     shell = SyncShell(opened.saver)
     shell.get_tuple({"configurable": {"thread_id": "warm", "checkpoint_ns": ""}})
     p0 = admin.info("persistence")
@@ -750,6 +753,7 @@ def run(
         "settings": settings.__dict__,
         "savers": [p.name for p in savers],
         "labels": {p.name: p.label for p in savers},
+        "has_ttl": {p.name: p.has_ttl for p in savers},
         "not_run": not_run,
         "workload": {
             "checkpoints_per_thread": len(trace),
@@ -799,7 +803,9 @@ def run(
             )
         data["rounds"] = rounds
         flushall(admin)
-        data["round_trips"] = {p.name: round_trips(p, url, trace, ids) for p in savers}
+        data["round_trips"] = {
+            p.name: round_trips(p, url, trace, ids, settings.ttl) for p in savers
+        }
         mem: dict[str, list[dict[str, Any]]] = {p.name: [] for p in savers}
         for rep in range(settings.mem_reps):
             for peer in savers if rep % 2 == 0 else savers[::-1]:
@@ -838,6 +844,13 @@ def main(argv: list[str] | None = None) -> int:
         "results go to checkpoint-nozstd.*",
     )
     ap.add_argument(
+        "--ttl",
+        type=float,
+        metavar="SECONDS",
+        help="every saver with this ttl (the seed documents use 3600; hotkv has none and"
+        " runs without); results go to checkpoint-ttl.*",
+    )
+    ap.add_argument(
         "--peers",
         default=",".join(PEER_FACTORIES),
         help=f"comma-separated peers to run against (default: all of {', '.join(PEER_FACTORIES)})",
@@ -850,6 +863,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = QUICK if args.quick else FULL
     if args.rounds:
         settings = Settings(**{**settings.__dict__, "rounds": args.rounds})
+    if args.ttl:
+        settings = Settings(**{**settings.__dict__, "ttl": args.ttl})
 
     def log(msg: str) -> None:
         print(f"[bench checkpoint] {msg}", file=sys.stderr, flush=True)
@@ -860,6 +875,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_save:
         name = "checkpoint-quick" if args.quick else "checkpoint"
         name += "-nozstd" if args.no_compression else ""
+        name += "-ttl" if args.ttl else ""
         md_path, json_path = write_results(name, md, data)
         log(f"wrote {md_path} and {json_path}")
     return 0
