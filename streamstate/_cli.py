@@ -1090,3 +1090,82 @@ def run(argv: Sequence[str] | None = None) -> int:
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115
         return 1
     return 0
+
+
+# -- erasure (streamstate.erase) ---------------------------------------------------------------
+
+
+@app.command()
+def erase(
+    ctx: typer.Context,
+    thread: Annotated[
+        str | None,
+        typer.Option(
+            "--thread", help="Erase this thread id (its every session).", show_default=False
+        ),
+    ] = None,
+    actor: Annotated[
+        str | None,
+        typer.Option(
+            "--actor",
+            help="Erase every AgentCore session of this actor (with --thread: that one only).",
+            show_default=False,
+        ),
+    ] = None,
+    store_namespace: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--store-namespace",
+            help="Also erase store items under this namespace prefix: labels joined by '/'"
+            ' (memories/user-1) or a JSON array (\'["memories", "a/b"]\'). Repeatable.',
+            show_default=False,
+        ),
+    ] = None,
+    with_store: Annotated[
+        bool,
+        typer.Option(
+            "--with-store",
+            help="Also erase store items with a namespace label equal to an erased id.",
+        ),
+    ] = False,
+    collection: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--collection",
+            help="Store collections to look in (default: all). Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would go; delete nothing.")
+    ] = False,
+    url: UrlOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Erase a thread or an actor (log, views, registry entries, store items asked for)
+    and print a receipt; exit 1 if something was still there afterwards. Asks nothing."""
+    from streamstate.erase import erase as erase_now
+    from streamstate.erase import namespace_arg
+
+    s = _settings(ctx, url, json_out)
+    if thread is None and actor is None:
+        raise typer.BadParameter("name what to erase: --thread THREAD and/or --actor ACTOR")
+    namespaces = [namespace_arg(n) for n in store_namespace or []]
+    with _audit(s) as audit:
+        receipt = erase_now(
+            audit,
+            thread_id=thread,
+            actor_id=actor,
+            store_namespaces=namespaces,
+            with_store=with_store,
+            collections=collection,
+            dry_run=dry_run,
+        )
+    if s.json:
+        _emit_json(receipt.as_json())
+    else:
+        console = _console()
+        for line in receipt.lines():
+            console.print(markup_escape(line), soft_wrap=True)
+    if not receipt.ok:
+        _fail(1)
