@@ -1101,13 +1101,17 @@ def erase(
     thread: Annotated[
         str | None,
         typer.Option(
-            "--thread", help="Erase this thread id (its every session).", show_default=False
+            "--thread",
+            metavar="THREAD",
+            help="Erase every session with this thread id.",
+            show_default=False,
         ),
     ] = None,
     actor: Annotated[
         str | None,
         typer.Option(
             "--actor",
+            metavar="ACTOR",
             help="Erase every AgentCore session of this actor (with --thread: that one only).",
             show_default=False,
         ),
@@ -1116,6 +1120,7 @@ def erase(
         list[str] | None,
         typer.Option(
             "--store-namespace",
+            metavar="NAMESPACE",
             help="Also erase store items under this namespace prefix: labels joined by '/'"
             ' (memories/user-1) or a JSON array (\'["memories", "a/b"]\'). Repeatable.',
             show_default=False,
@@ -1132,6 +1137,7 @@ def erase(
         list[str] | None,
         typer.Option(
             "--collection",
+            metavar="NAME",
             help="Store collections to look in (default: all). Repeatable.",
             show_default=False,
         ),
