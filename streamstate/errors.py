@@ -90,6 +90,95 @@ class ReplicationTimeout(BackendError):
         self.local_fsynced = local_fsynced
 
 
+class AwsError(BackendError):
+    """An AWS call failed (after botocore's retries); the service's message is kept.
+
+    Attributes:
+        operation: The operation that failed, as the backend names it.
+        code: The service's error code (``ValidationException``, ...), or the botocore
+            exception's name when there was no response.
+        status: The HTTP status, when there was a response.
+    """
+
+    def __init__(self, message: str, *, operation: str, code: str, status: int | None) -> None:
+        super().__init__(message)
+        self.operation = operation
+        self.code = code
+        self.status = status
+
+
+class AgentCoreError(AwsError):
+    """An AgentCore Memory call failed.
+
+    Attributes:
+        operation: The API operation (``CreateEvent``, ...).
+        reason: ``ValidationException``'s reason, when the service gave one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        operation: str,
+        code: str,
+        status: int | None,
+        reason: str | None = None,
+    ) -> None:
+        super().__init__(message, operation=operation, code=code, status=status)
+        self.reason = reason
+
+
+class AgentCoreNotFound(AgentCoreError, LookupError):
+    """ResourceNotFoundException: the memory, or an event or record a call named, is missing."""
+
+
+class BedrockApiError(AwsError):
+    """A Bedrock session-management call failed.
+
+    Attributes:
+        operation: The boto3 method that failed (``put_invocation_step``).
+    """
+
+    def __init__(self, message: str, *, operation: str, code: str, status: int | None) -> None:
+        super().__init__(
+            f"{operation}: {code}: {message}", operation=operation, code=code, status=status
+        )
+
+
+class BedrockNotFound(BedrockApiError, LookupError):
+    """ResourceNotFoundException: the session, invocation or step does not exist."""
+
+
+class BedrockConflict(BedrockApiError):
+    """ConflictException: the id exists already, or the session is not ACTIVE."""
+
+
+class BedrockValidationError(BedrockApiError, ValueError):
+    """The request was rejected as invalid (never retried)."""
+
+
+class BedrockUnavailable(BedrockApiError, BackendUnavailable):
+    """Throttling, a 5xx or a connection failure outlived botocore's retries."""
+
+
+class SessionNotActive(BackendError):
+    """A write to a Bedrock session that is ENDED or EXPIRED: its content is read-only.
+
+    Attributes:
+        session_id: The Bedrock session.
+        status: Its status (``ENDED`` or ``EXPIRED``).
+    """
+
+    def __init__(self, session_id: str, status: str) -> None:
+        super().__init__(
+            f"Bedrock session {session_id} is {status}: its checkpoints can still be read, "
+            "but nothing can be added. Continue in a new session (session_client."
+            "create_session()), or copy_thread() this thread into one."
+        )
+        self.session_id = session_id
+        self.status = status
+
+
 class ConflictError(StreamstateError):
     """An idempotency key or a compare-and-set precondition did not hold."""
 

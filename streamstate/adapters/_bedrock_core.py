@@ -59,7 +59,8 @@ from streamstate.adapters._checkpoints import (
     writes_event,
 )
 from streamstate.adapters._delta import delta_channels
-from streamstate.errors import ConfigError
+from streamstate.errors import BedrockApiError, BedrockNotFound, ConfigError
+from streamstate.eventlog._aws import NOW, Call, Parallel
 from streamstate.eventlog._drive import Emit, Flow
 from streamstate.eventlog.bedrock import (
     BATCH_SIZE,
@@ -67,12 +68,7 @@ from streamstate.eventlog.bedrock import (
     K_EVENT,
     K_RETRACT,
     K_WRITES,
-    NOW,
-    ApiCall,
-    Batch,
-    BedrockApiError,
     BedrockLogCore,
-    BedrockNotFound,
     checkpoint_invocation,
     checkpoint_step_id,
     id_key,
@@ -150,7 +146,7 @@ def plan_create_session(
     session_metadata: Mapping[str, str] | None = None,
     encryption_key_arn: str | None = None,
     tags: Mapping[str, str] | None = None,
-) -> ApiCall:
+) -> Call:
     """CreateSession parameters from keywords or a request object with the same fields."""
     if request is not None:
         session_metadata = session_metadata or getattr(request, "session_metadata", None)
@@ -163,7 +159,7 @@ def plan_create_session(
         params["encryptionKeyArn"] = encryption_key_arn
     if tags:
         params["tags"] = dict(tags)
-    return ApiCall("create_session", params)
+    return Call("create_session", params)
 
 
 # --------------------------------------------------------------------------- configs
@@ -456,13 +452,13 @@ class BedrockSaverCore:
         retraction) concurrently; a second gets the writes. ``None`` for a checkpoint
         that is missing, retracted or rejected by ``keep(event)``.
         """
-        calls: list[ApiCall] = []
+        calls: list[Call] = []
         for inv, step in refs:
             calls.append(self.log.get_call(sid, inv, step))
             calls.append(self.log.list_call(sid, checkpoint_invocation(sid, step)))
         replies: list[Any] = []
         for i in range(0, len(calls), BATCH_SIZE):
-            replies.extend((yield Batch(tuple(calls[i : i + BATCH_SIZE]))))
+            replies.extend((yield Parallel(tuple(calls[i : i + BATCH_SIZE]), settle=True)))
         records: list[Record | None] = []
         wanted: list[tuple[int, list[str]]] = []
         for n, (_inv, step) in enumerate(refs):
@@ -833,7 +829,9 @@ class BedrockSaverCore:
                 )
                 for i, s in enumerate(chunk)
             ]
-            replies = yield Batch(tuple(self.log.put_call(sid, *plan) for plan in plans))
+            replies = yield Parallel(
+                tuple(self.log.put_call(sid, *plan) for plan in plans), settle=True
+            )
             for plan, reply in zip(plans, replies):
                 if isinstance(reply, BedrockApiError):
                     yield from self.log.put_step_flow(sid, *plan)

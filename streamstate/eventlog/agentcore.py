@@ -68,7 +68,6 @@ newer than the last one seen (usually one ListEvents).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import random
@@ -78,14 +77,21 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 import msgspec
 
-from streamstate.errors import BackendError, BackendUnavailable, CodecError, ConfigError
+from streamstate.errors import (
+    AgentCoreError,
+    AgentCoreNotFound,
+    BackendUnavailable,
+    CodecError,
+    ConfigError,
+)
+from streamstate.eventlog import _aws
+from streamstate.eventlog._aws import CLOCK, Call, Parallel, Sleep, operation_name
 from streamstate.eventlog._drive import Emit, Flow
 from streamstate.eventlog._flow_shell import AsyncFlowEventLog, FlowEventLog
 from streamstate.eventlog.codec import Codec
@@ -116,7 +122,6 @@ SESSION_ID_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9-_]*")
 _META_TEXT_RE = re.compile(r"[a-zA-Z0-9\s._:/=+@-]*")
 _EVENT_ID_RE = re.compile(r"([0-9]+)#([a-fA-F0-9]+)")
 
-_RETRYABLE_CONFLICT = "RetryableConflictException"
 _MISMATCH = "IdempotentParameterMismatchException"
 
 
@@ -138,160 +143,22 @@ class Limits:
         return max(1, min(self.max_items - 1, by_size))
 
 
-# -- errors ---------------------------------------------------------------------------
+# -- the runner: AgentCore's translation of botocore's errors -----------------------------
 
 
-class AgentCoreError(BackendError):
-    """An AgentCore Memory call failed (after retries); the service's message is kept.
+def translate(exc: Exception, call: Call) -> Exception:
+    """The one translation of a botocore exception into a streamstate error: a
+    ``ClientError`` into :class:`AgentCoreError` (:class:`AgentCoreNotFound` for a
+    missing resource), any other into :class:`BackendUnavailable`."""
+    from botocore.exceptions import ClientError
 
-    Attributes:
-        operation: The API operation (``CreateEvent``, ...).
-        code: The service's error code (``AccessDeniedException``, ...).
-        status: The HTTP status.
-        reason: ``ValidationException``'s reason, when the service gave one.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        operation: str,
-        code: str,
-        status: int | None,
-        reason: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.operation = operation
-        self.code = code
-        self.status = status
-        self.reason = reason
-
-
-class AgentCoreNotFound(AgentCoreError, LookupError):
-    """ResourceNotFoundException: the memory, or an event or record a call named, is missing."""
-
-
-# -- steps a flow yields -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Call:
-    """One boto3 ``bedrock-agentcore`` client call, planned."""
-
-    method: str
-    """The client method (``create_event``, ``list_events``, ...)."""
-    params: dict[str, Any]
-    missing_ok: bool = False
-    """Answer ``None`` instead of raising for ResourceNotFoundException (deletes)."""
-
-
-@dataclass(frozen=True)
-class Parallel:
-    """Independent calls; the reply is the list of their replies, in order."""
-
-    calls: tuple[Call, ...]
-
-
-@dataclass(frozen=True)
-class Sleep:
-    """Wait; the reply is the monotonic clock afterwards."""
-
-    seconds: float
-
-
-@dataclass(frozen=True)
-class Clock:
-    """The reply is the monotonic clock (flows never read clocks themselves)."""
-
-
-CLOCK = Clock()
-
-
-# -- the executor: the only place that touches the client --------------------------------
-
-
-def _operation(method: str) -> str:
-    return "".join(part.capitalize() for part in method.split("_"))
-
-
-class Runner:
-    """Executes planned steps on a boto3 client, sync or in worker threads.
-
-    Retries: botocore's ``standard`` and ``adaptive`` modes retry throttling (429),
-    5xx and the modeled-retryable RetryableConflictException (409), reusing the
-    request's ``clientToken``. ``legacy`` mode skips the 409, so for a client in that
-    mode the runner retries it itself (same parameters, hence the same token).
-    """
-
-    def __init__(self, client: Any, *, conflict_attempts: int = 5, max_workers: int = 8) -> None:
-        self.client = client
-        retries = getattr(client.meta.config, "retries", None) or {}
-        mode = retries.get("mode", "legacy")
-        self.own_attempts = 1 if mode in ("standard", "adaptive") else conflict_attempts
-        self._max_workers = max_workers
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
-
-    def call(self, call: Call) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        for attempt in range(self.own_attempts):
-            try:
-                return getattr(self.client, call.method)(**call.params)
-            except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code", "")
-                if code == "ResourceNotFoundException" and call.missing_ok:
-                    return None
-                if code == _RETRYABLE_CONFLICT and attempt + 1 < self.own_attempts:
-                    time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
-                    continue
-                raise translate(exc, call) from exc
-            except BotoCoreError as exc:
-                raise BackendUnavailable(f"{_operation(call.method)}: {exc}") from exc
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def run(self, step: Any) -> Any:
-        if isinstance(step, Call):
-            return self.call(step)
-        if isinstance(step, Parallel):
-            if len(step.calls) <= 1:
-                return [self.call(c) for c in step.calls]
-            return list(self._executor().map(self.call, step.calls))
-        if isinstance(step, Sleep):
-            time.sleep(max(0.0, step.seconds))
-            return time.monotonic()
-        if isinstance(step, Clock):
-            return time.monotonic()
-        raise TypeError(f"cannot run {step!r}")
-
-    async def arun(self, step: Any) -> Any:
-        if isinstance(step, Call):
-            return await asyncio.to_thread(self.call, step)
-        if isinstance(step, Parallel):
-            return list(
-                await asyncio.gather(*(asyncio.to_thread(self.call, c) for c in step.calls))
-            )
-        if isinstance(step, Sleep):
-            await asyncio.sleep(max(0.0, step.seconds))
-            return time.monotonic()
-        if isinstance(step, Clock):
-            return time.monotonic()
-        raise TypeError(f"cannot run {step!r}")
-
-    def _executor(self) -> ThreadPoolExecutor:
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self._max_workers, thread_name_prefix="agentcore")
-            return self._pool
-
-
-def translate(exc: Any, call: Call) -> AgentCoreError:
-    """The one translation of a botocore ClientError into a streamstate error."""
+    operation = operation_name(call.method)
+    if not isinstance(exc, ClientError):
+        return BackendUnavailable(f"{operation}: {exc}")
     response = exc.response
     error = response.get("Error", {})
     code = error.get("Code", "Unknown")
     status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    operation = _operation(call.method)
     message = f"{operation} failed: {code} ({status}): {error.get('Message', '')}"
     cls = AgentCoreNotFound if code == "ResourceNotFoundException" else AgentCoreError
     return cls(
@@ -299,66 +166,25 @@ def translate(exc: Any, call: Call) -> AgentCoreError:
     )
 
 
-# -- client construction -----------------------------------------------------------------
+class Runner(_aws.Runner):
+    """The shared AWS runner (:class:`streamstate.eventlog._aws.Runner`) with AgentCore's
+    error translation."""
+
+    def __init__(self, client: Any, *, conflict_attempts: int = 5, max_workers: int = 8) -> None:
+        super().__init__(
+            client,
+            translate,
+            name="agentcore",
+            conflict_attempts=conflict_attempts,
+            max_workers=max_workers,
+        )
 
 
-def _secret(value: Any) -> Any:
-    getter = getattr(value, "get_secret_value", None)  # pydantic SecretStr
-    return getter() if callable(getter) else value
-
-
-def make_client(
-    *,
-    client: Any = None,
-    session: Any = None,
-    region_name: str | None = None,
-    credentials_profile_name: str | None = None,
-    aws_access_key_id: Any = None,
-    aws_secret_access_key: Any = None,
-    aws_session_token: Any = None,
-    endpoint_url: str | None = None,
-    config: Any = None,
-    **client_kwargs: Any,
-) -> Any:
-    """A ``bedrock-agentcore`` client from the usual boto3 options, or the one given.
-
-    A client we build uses botocore's ``standard`` retry mode with 5 attempts unless
-    ``config`` says otherwise (``config`` is merged over ours).
-
-    Raises:
-        ConfigError: ``client`` combined with options that would build one, or
-            ``session`` combined with ``credentials_profile_name``.
-    """
-    options = {
-        "region_name": region_name,
-        "aws_access_key_id": _secret(aws_access_key_id),
-        "aws_secret_access_key": _secret(aws_secret_access_key),
-        "aws_session_token": _secret(aws_session_token),
-        "endpoint_url": endpoint_url,
-        **client_kwargs,
-    }
-    options = {k: v for k, v in options.items() if v is not None}
-    if client is not None:
-        extra = sorted(options) + (["session"] if session is not None else [])
-        extra += ["config"] if config is not None else []
-        extra += ["credentials_profile_name"] if credentials_profile_name else []
-        if extra:
-            raise ConfigError(f"pass either client or options to build one, not both: {extra}")
-        return client
-    import boto3
-    from botocore.config import Config
-
-    if session is not None and credentials_profile_name:
-        raise ConfigError("pass either session or credentials_profile_name, not both")
-    if session is None:
-        session = boto3.session.Session(profile_name=credentials_profile_name or None)
-    merged = Config(
-        retries={"mode": "standard", "total_max_attempts": 5},
-        user_agent_extra="streamstate",
-    )
-    if config is not None:
-        merged = merged.merge(config)
-    return session.client(SERVICE, config=merged, **options)
+def make_client(**boto3_kwargs: Any) -> Any:
+    """A ``bedrock-agentcore`` client from the usual boto3 options (``client``,
+    ``session``, ``region_name``, ``endpoint_url``, ``config``, credentials...), or the
+    one given: see :func:`streamstate.eventlog._aws.make_client`."""
+    return _aws.make_client(SERVICE, **boto3_kwargs)
 
 
 # -- metadata, filters, ids ----------------------------------------------------------------

@@ -49,25 +49,33 @@ Not atomic, and other limits
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import concurrent.futures
 import contextlib
 import hashlib
 import json
 import random
 import re
 import threading
-import time
 import uuid
-import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
 
-from streamstate.errors import BackendError, BackendUnavailable, CodecError, ConfigError
+from streamstate.errors import (
+    BackendError,
+    BedrockApiError,
+    BedrockConflict,
+    BedrockNotFound,
+    BedrockUnavailable,
+    BedrockValidationError,
+    CodecError,
+    ConfigError,
+    SessionNotActive,
+)
+from streamstate.eventlog import _aws
+from streamstate.eventlog._aws import NOW, Call, Parallel, Sleep
 from streamstate.eventlog._drive import Emit, Flow
 from streamstate.eventlog._flow_shell import AsyncFlowEventLog, FlowEventLog
 from streamstate.eventlog.codec import Codec
@@ -91,56 +99,6 @@ __all__ = [
 # --------------------------------------------------------------------------- errors
 
 
-class BedrockApiError(BackendError):
-    """A Bedrock call failed; ``code`` and the service's message are kept.
-
-    Attributes:
-        operation: The boto3 method that failed (``put_invocation_step``).
-        code: The error code (``ValidationException``), or the botocore exception name.
-        status: The HTTP status, when there was a response.
-    """
-
-    def __init__(self, message: str, *, operation: str, code: str, status: int | None) -> None:
-        super().__init__(f"{operation}: {code}: {message}")
-        self.operation = operation
-        self.code = code
-        self.status = status
-
-
-class BedrockNotFound(BedrockApiError, LookupError):
-    """ResourceNotFoundException: the session, invocation or step does not exist."""
-
-
-class BedrockConflict(BedrockApiError):
-    """ConflictException: the id exists already, or the session is not ACTIVE."""
-
-
-class BedrockValidationError(BedrockApiError, ValueError):
-    """The request was rejected as invalid (never retried)."""
-
-
-class BedrockUnavailable(BedrockApiError, BackendUnavailable):
-    """Throttling, a 5xx or a connection failure outlived botocore's retries."""
-
-
-class SessionNotActive(BackendError):
-    """A write to a session that is ENDED or EXPIRED: its content is read-only.
-
-    Attributes:
-        session_id: The Bedrock session.
-        status: Its status (``ENDED`` or ``EXPIRED``).
-    """
-
-    def __init__(self, session_id: str, status: str) -> None:
-        super().__init__(
-            f"Bedrock session {session_id} is {status}: its checkpoints can still be read, "
-            "but nothing can be added. Continue in a new session (session_client."
-            "create_session()), or copy_thread() this thread into one."
-        )
-        self.session_id = session_id
-        self.status = status
-
-
 class _SessionGone(Exception):
     """Internal: a cached session vanished (deleted elsewhere); resolve again."""
 
@@ -158,21 +116,13 @@ _UNAVAILABLE_CODES = frozenset(
 )
 
 
-@contextlib.contextmanager
-def map_errors(operation: str) -> Iterator[None]:
-    """Translate botocore exceptions into streamstate errors (the one place that does)."""
-    from botocore.exceptions import (
-        BotoCoreError,
-        ClientError,
-        ParamValidationError,
-    )
-    from botocore.exceptions import (
-        ConnectionError as BotoConnectionError,
-    )
+def translate(exc: Exception, call: Call) -> BedrockApiError:
+    """The one translation of a botocore exception into a Bedrock error."""
+    from botocore.exceptions import ClientError, ParamValidationError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
 
-    try:
-        yield
-    except ClientError as exc:
+    operation = call.method
+    if isinstance(exc, ClientError):
         error = exc.response.get("Error") or {}
         code = str(error.get("Code") or "ClientError")
         message = str(error.get("Message") or exc)
@@ -186,137 +136,44 @@ def map_errors(operation: str) -> Iterator[None]:
             kind = BedrockValidationError
         elif code in _UNAVAILABLE_CODES or (status is not None and status >= 500):
             kind = BedrockUnavailable
-        raise kind(message, operation=operation, code=code, status=status) from exc
-    except ParamValidationError as exc:
-        raise BedrockValidationError(
+        return kind(message, operation=operation, code=code, status=status)
+    kind = BedrockApiError
+    if isinstance(exc, ParamValidationError):
+        return BedrockValidationError(
             str(exc), operation=operation, code="ParamValidationError", status=None
-        ) from exc
-    except BotoConnectionError as exc:
-        raise BedrockUnavailable(
-            str(exc), operation=operation, code=type(exc).__name__, status=None
-        ) from exc
-    except BotoCoreError as exc:
-        raise BedrockApiError(
-            str(exc), operation=operation, code=type(exc).__name__, status=None
-        ) from exc
+        )
+    if isinstance(exc, BotoConnectionError):
+        kind = BedrockUnavailable
+    return kind(str(exc), operation=operation, code=type(exc).__name__, status=None)
 
 
-# --------------------------------------------------------------------------- instructions
+# --------------------------------------------------------------------------- runners
 
 
-@dataclass(frozen=True)
-class ApiCall:
-    """One boto3 ``bedrock-agent-runtime`` call a flow asks its runner to make."""
-
-    op: str
-    params: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Batch:
-    """Independent calls the runner may make concurrently.
-
-    The reply is a list in call order; each item is the call's reply or the
-    :class:`BedrockApiError` it raised, so a flow can treat a miss per item.
-    """
-
-    calls: tuple[ApiCall, ...]
-
-
-@dataclass(frozen=True)
-class Sleep:
-    """Wait (polling ``tail`` and ``group_read``)."""
-
-    seconds: float
-
-
-class _Now:
-    def __repr__(self) -> str:
-        return "NOW"
-
-
-NOW = _Now()
-"""Ask the runner for the wall clock, in microseconds (flows never read clocks)."""
+ApiCall = Call
+"""The name :mod:`streamstate.adapters.bedrock` imports the shared call by."""
 
 BATCH_SIZE = 16
-"""Calls per :class:`Batch`: enough concurrency to hide latency, not a burst to throttle."""
+"""Calls per :class:`~streamstate.eventlog._aws.Parallel` step: enough concurrency to hide
+latency, not a burst to throttle."""
 
 
-def invoke(client: Any, call: ApiCall) -> Any:
-    with map_errors(call.op):
-        return getattr(client, call.op)(**call.params)
-
-
-def _settle(client: Any, call: ApiCall) -> Any:
-    try:
-        return invoke(client, call)
-    except BedrockApiError as exc:
-        return exc
-
-
-class SyncRunner:
-    """Executes a flow's instructions with a boto3 client (batches on a small pool)."""
+class SyncRunner(_aws.Runner):
+    """The shared AWS runner with Bedrock's error translation; the flow shells call it."""
 
     def __init__(self, client: Any, *, workers: int = 8) -> None:
-        self.client = client
-        self.workers = workers
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()
-
-    def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
-        with self._lock:
-            if self._pool is None:
-                self._pool = concurrent.futures.ThreadPoolExecutor(
-                    self.workers, thread_name_prefix="streamstate-bedrock"
-                )
-                # a saver dropped without close() must not leave idle threads behind
-                weakref.finalize(self, self._pool.shutdown, wait=False)
-            return self._pool
+        super().__init__(client, translate, name="bedrock", max_workers=workers)
 
     def __call__(self, step: Any) -> Any:
-        if isinstance(step, ApiCall):
-            return invoke(self.client, step)
-        if isinstance(step, Batch):
-            if len(step.calls) == 1:
-                return [_settle(self.client, step.calls[0])]
-            pool = self._executor()
-            return list(pool.map(lambda c: _settle(self.client, c), step.calls))
-        if isinstance(step, Sleep):
-            time.sleep(step.seconds)
-            return None
-        if step is NOW:
-            return time.time_ns() // 1000
-        raise TypeError(f"not a Bedrock flow instruction: {step!r}")
-
-    def close(self) -> None:
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False)
+        return self.run(step)
 
 
-class AsyncRunner:
+class AsyncRunner(SyncRunner):
     """The asyncio twin of :class:`SyncRunner`: boto3 calls run in worker threads,
     so the event loop never blocks on the network."""
 
-    def __init__(self, client: Any) -> None:
-        self.client = client
-
-    async def __call__(self, step: Any) -> Any:
-        if isinstance(step, ApiCall):
-            return await asyncio.to_thread(invoke, self.client, step)
-        if isinstance(step, Batch):
-            return list(
-                await asyncio.gather(
-                    *(asyncio.to_thread(_settle, self.client, c) for c in step.calls)
-                )
-            )
-        if isinstance(step, Sleep):
-            await asyncio.sleep(step.seconds)
-            return None
-        if step is NOW:
-            return time.time_ns() // 1000
-        raise TypeError(f"not a Bedrock flow instruction: {step!r}")
+    async def __call__(self, step: Any) -> Any:  # type: ignore[override]
+        return await self.arun(step)
 
 
 # --------------------------------------------------------------------------- ids
@@ -511,8 +368,8 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 class BedrockLogCore:
     """Everything the Bedrock log does that is not I/O: layout, payloads and flows.
 
-    Flows are generators yielding :class:`ApiCall`, :class:`Batch`, :class:`Sleep` and
-    :data:`NOW`; :class:`SyncRunner` and :class:`AsyncRunner` answer them. The in-memory
+    Flows are generators yielding the steps of :mod:`streamstate.eventlog._aws`;
+    :class:`SyncRunner` and :class:`AsyncRunner` answer them. The in-memory
     caches (sessions, invocations known to exist, consumer groups) are thread-safe and
     only ever save calls: every fact in them can be read again from the service.
 
@@ -569,7 +426,7 @@ class BedrockLogCore:
             params: dict[str, Any] = {"maxResults": 1000}
             if token:
                 params["nextToken"] = token
-            reply = yield ApiCall("list_sessions", params)
+            reply = yield Call("list_sessions", params)
             summaries.extend(reply.get("sessionSummaries") or [])
             token = reply.get("nextToken")
             if not token:
@@ -577,8 +434,8 @@ class BedrockLogCore:
         with self._lock:
             unknown = [s["sessionId"] for s in summaries if s["sessionId"] not in self._sessions]
         for chunk in _chunks(unknown, BATCH_SIZE):
-            replies = yield Batch(
-                tuple(ApiCall("get_session", {"sessionIdentifier": sid}) for sid in chunk)
+            replies = yield Parallel(
+                tuple(Call("get_session", {"sessionIdentifier": sid}) for sid in chunk), settle=True
             )
             for sid, rep in zip(chunk, replies):
                 if isinstance(rep, BedrockNotFound):
@@ -614,7 +471,7 @@ class BedrockLogCore:
         if sid is None:
             return None
         try:
-            yield ApiCall("get_session", {"sessionIdentifier": sid})
+            yield Call("get_session", {"sessionIdentifier": sid})
         except BedrockNotFound:
             return None
         return sid
@@ -649,7 +506,7 @@ class BedrockLogCore:
                 f"session name too long for Bedrock sessionMetadata ({len(tag)} > "
                 f"{MAX_META_VALUE} characters once escaped): {name!r}"
             )
-        reply = yield ApiCall("create_session", {"sessionMetadata": {META_KEY: tag}})
+        reply = yield Call("create_session", {"sessionMetadata": {META_KEY: tag}})
         sid = reply["sessionId"]
         with self._lock:
             self._sessions[sid] = _Session(
@@ -679,19 +536,19 @@ class BedrockLogCore:
         """End (if ACTIVE) then delete sessions; missing ones are skipped."""
         for sid in sids:
             try:
-                yield ApiCall("end_session", {"sessionIdentifier": sid})
+                yield Call("end_session", {"sessionIdentifier": sid})
             except BedrockConflict:
                 pass  # already ENDED or EXPIRED: DeleteSession accepts it as is
             except BedrockNotFound:
                 self.forget(sid)
                 continue
             with contextlib.suppress(BedrockNotFound):
-                yield ApiCall("delete_session", {"sessionIdentifier": sid})
+                yield Call("delete_session", {"sessionIdentifier": sid})
             self.forget(sid)
 
     def session_status_flow(self, sid: str) -> Flow[str | None]:
         try:
-            reply = yield ApiCall("get_session", {"sessionIdentifier": sid})
+            reply = yield Call("get_session", {"sessionIdentifier": sid})
         except BedrockNotFound:
             return None
         return str(reply.get("sessionStatus", "ACTIVE"))
@@ -740,9 +597,7 @@ class BedrockLogCore:
             if not force and (sid, invocation) in self._invocations:
                 return
         try:
-            yield ApiCall(
-                "create_invocation", {"sessionIdentifier": sid, "invocationId": invocation}
-            )
+            yield Call("create_invocation", {"sessionIdentifier": sid, "invocationId": invocation})
         except BedrockConflict:
             pass  # it exists (or the session is not ACTIVE: the step write will say)
         except BedrockNotFound as exc:
@@ -751,8 +606,8 @@ class BedrockLogCore:
             self._invocations.add((sid, invocation))
 
     @staticmethod
-    def put_call(sid: str, invocation: str, step: StepPlan, us: int) -> ApiCall:
-        return ApiCall(
+    def put_call(sid: str, invocation: str, step: StepPlan, us: int) -> Call:
+        return Call(
             "put_invocation_step",
             {
                 "sessionIdentifier": sid,
@@ -886,8 +741,8 @@ class BedrockLogCore:
         return reply["invocationStep"]
 
     @staticmethod
-    def get_call(sid: str, invocation: str, step_id: str) -> ApiCall:
-        return ApiCall(
+    def get_call(sid: str, invocation: str, step_id: str) -> Call:
+        return Call(
             "get_invocation_step",
             {
                 "sessionIdentifier": sid,
@@ -899,13 +754,13 @@ class BedrockLogCore:
     @staticmethod
     def list_call(
         sid: str, invocation: str | None, token: str | None = None, page: int = 1000
-    ) -> ApiCall:
+    ) -> Call:
         params: dict[str, Any] = {"sessionIdentifier": sid, "maxResults": page}
         if invocation is not None:
             params["invocationIdentifier"] = invocation
         if token:
             params["nextToken"] = token
-        return ApiCall("list_invocation_steps", params)
+        return Call("list_invocation_steps", params)
 
     def steps_flow(
         self, sid: str, invocation: str | None = None, *, newer_than_us: int | None = None
@@ -940,7 +795,9 @@ class BedrockLogCore:
             first = step["invocationStepId"]
             conts = [derived_id("cont", first, entry_id, str(j), kind=K_CONT) for j in range(1, n)]
             for chunk in _chunks(conts, BATCH_SIZE):
-                replies = yield Batch(tuple(self.get_call(sid, invocation, c) for c in chunk))
+                replies = yield Parallel(
+                    tuple(self.get_call(sid, invocation, c) for c in chunk), settle=True
+                )
                 for cid, rep in zip(chunk, replies):
                     if isinstance(rep, Exception):
                         if isinstance(rep, BedrockNotFound):
@@ -966,7 +823,9 @@ class BedrockLogCore:
         """Entries by (invocation, first step id); ``None`` for missing or foreign steps."""
         out: list[LogEntry | None] = []
         for chunk in _chunks(refs, BATCH_SIZE):
-            replies = yield Batch(tuple(self.get_call(sid, inv, step) for inv, step in chunk))
+            replies = yield Parallel(
+                tuple(self.get_call(sid, inv, step) for inv, step in chunk), settle=True
+            )
             for rep in replies:
                 if isinstance(rep, BedrockNotFound):
                     out.append(None)
@@ -980,8 +839,9 @@ class BedrockLogCore:
         marks = [s for s in summaries if step_kind(s["invocationStepId"]) == K_TRIM]
         floor: str | None = None
         for chunk in _chunks(marks, BATCH_SIZE):
-            replies = yield Batch(
-                tuple(self.get_call(sid, s["invocationId"], s["invocationStepId"]) for s in chunk)
+            replies = yield Parallel(
+                tuple(self.get_call(sid, s["invocationId"], s["invocationStepId"]) for s in chunk),
+                settle=True,
             )
             for rep in replies:
                 if isinstance(rep, Exception):
@@ -1160,8 +1020,9 @@ class BedrockLogCore:
         start: str | None = None
         acked: set[str] = set()
         for chunk in _chunks(summaries, BATCH_SIZE):
-            replies = yield Batch(
-                tuple(self.get_call(sid, invocation, s["invocationStepId"]) for s in chunk)
+            replies = yield Parallel(
+                tuple(self.get_call(sid, invocation, s["invocationStepId"]) for s in chunk),
+                settle=True,
             )
             for rep in replies:
                 if isinstance(rep, Exception):
@@ -1185,9 +1046,7 @@ class BedrockLogCore:
         assert sid is not None
         invocation = invocation_for(sid, "group", group)
         try:
-            yield ApiCall(
-                "create_invocation", {"sessionIdentifier": sid, "invocationId": invocation}
-            )
+            yield Call("create_invocation", {"sessionIdentifier": sid, "invocationId": invocation})
             created = True
         except BedrockConflict:
             created = False
