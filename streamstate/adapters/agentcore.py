@@ -23,31 +23,23 @@ IAM actions (``bedrock-agentcore:`` prefix):
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler
-from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import (
-    BaseCheckpointSaver,
-    ChannelVersions,
-    Checkpoint,
-    CheckpointMetadata,
-    CheckpointTuple,
-    DeltaChannelHistory,
-)
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.store.base import BaseStore, Op, Result
 
 from streamstate.adapters import _agentcore_core as core
-from streamstate.adapters._checkpoints import next_version
-from streamstate.eventlog._drive import acomplete, adrive, complete, drive
+from streamstate.adapters._saver_shell import ActorSaverShell, CoreFlows
+from streamstate.adapters._shell import Runners, documented
+from streamstate.eventlog._drive import Flow
 from streamstate.eventlog.agentcore import AgentCoreEventLog, Limits, LogCore, Runner, make_client
 from streamstate.eventlog.codec import Codec
 
 
-class AgentCoreMemorySaver(BaseCheckpointSaver[str]):
+class AgentCoreMemorySaver(ActorSaverShell):
     """A LangGraph checkpointer that stores every checkpoint and write as an AgentCore event.
 
     ``config["configurable"]`` must hold ``thread_id`` (the AgentCore session id) and
@@ -111,6 +103,8 @@ class AgentCoreMemorySaver(BaseCheckpointSaver[str]):
         self._core = core.SaverCore(
             LogCore(memory_id, codec=codec, limits=limits), carry_max=carry_max, batching=batching
         )
+        self._flows = _AgentCoreFlows(self._core)
+        self._exec = Runners(self._runner.run, self._runner.arun)
 
     @property
     def batching(self) -> str:
@@ -123,10 +117,10 @@ class AgentCoreMemorySaver(BaseCheckpointSaver[str]):
 
     def flush(self) -> int:
         """Send everything buffered; returns the number of batches sent."""
-        return complete(self._core.flush_flow(), self._runner.run)
+        return self._exec.complete(self._core.flush_flow())
 
     async def aflush(self) -> int:
-        return await acomplete(self._core.flush_flow(), self._runner.arun)
+        return await self._exec.acomplete(self._core.flush_flow())
 
     def __enter__(self) -> AgentCoreMemorySaver:
         return self
@@ -155,61 +149,33 @@ class AgentCoreMemorySaver(BaseCheckpointSaver[str]):
         (its sessions are ``(actor_id, thread_id)``)."""
         return AgentCoreEventLog(self.memory_id, client=self.client, codec=self._core.log.codec)
 
-    def get_next_version(self, current: str | None, channel: None = None) -> str:
-        return next_version(current)
+    # LangGraph's methods come from the shell; these take an ``actor_id`` or say more.
 
-    # sync -----------------------------------------------------------------------------------
+    delete_thread = documented(
+        ActorSaverShell.delete_thread,
+        """Delete a thread's checkpoints and writes: of ``actor_id``, or of every actor.""",
+    )
 
-    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return complete(self._core.get_tuple_flow(config, self.serde), self._runner.run)
+    delete_for_runs = documented(
+        ActorSaverShell.delete_for_runs,
+        """Delete the checkpoints (and their writes) of these runs, in every session.""",
+    )
 
-    def list(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> Iterator[CheckpointTuple]:
-        flow = self._core.list_flow(config, filter, before, limit, self.serde)
-        return drive(flow, self._runner.run)
-
-    def put(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        flow = self._core.put_flow(config, checkpoint, metadata, new_versions, self.serde)
-        return complete(flow, self._runner.run)
-
-    def put_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        flow = self._core.put_writes_flow(config, writes, task_id, task_path, self.serde)
-        complete(flow, self._runner.run)
-
-    def delete_thread(self, thread_id: str, actor_id: str | None = None) -> None:
-        """Delete a thread's checkpoints and writes: of ``actor_id``, or of every actor."""
-        complete(self._core.delete_thread_flow(thread_id, actor_id), self._runner.run)
-
-    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
-        """Delete the checkpoints (and their writes) of these runs, in every session."""
-        complete(self._core.delete_for_runs_flow(run_ids), self._runner.run)
-
-    def copy_thread(
+    def copy_thread(  # type: ignore[override]
         self, source_thread_id: str, target_thread_id: str, actor_id: str | None = None
     ) -> None:
         """Copy every checkpoint and write, of ``actor_id`` or of every actor's session."""
-        flow = self._core.copy_thread_flow(source_thread_id, target_thread_id, actor_id)
-        complete(flow, self._runner.run)
+        self._exec.complete(
+            self._flows.copy_thread_flow(source_thread_id, target_thread_id, actor_id)
+        )
 
-    def prune(
+    async def acopy_thread(  # type: ignore[override]
+        self, source_thread_id: str, target_thread_id: str, actor_id: str | None = None
+    ) -> None:
+        flow = self._flows.copy_thread_flow(source_thread_id, target_thread_id, actor_id)
+        await self._exec.acomplete(flow)
+
+    def prune(  # type: ignore[override]
         self,
         thread_ids: Sequence[str],
         *,
@@ -217,76 +183,26 @@ class AgentCoreMemorySaver(BaseCheckpointSaver[str]):
         actor_id: str | None = None,
     ) -> None:
         """Keep only the latest checkpoint per namespace (``keep_latest``) or delete all."""
-        complete(self._core.prune_flow(thread_ids, strategy, actor_id), self._runner.run)
+        self._exec.complete(self._flows.prune_flow(thread_ids, strategy, actor_id, self.serde))
 
-    def get_delta_channel_history(
-        self, *, config: RunnableConfig, channels: Sequence[str]
-    ) -> Mapping[str, DeltaChannelHistory]:
-        return complete(self._core.delta_flow(config, channels, self.serde), self._runner.run)
-
-    # async ------------------------------------------------------------------------------------
-
-    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return await acomplete(self._core.get_tuple_flow(config, self.serde), self._runner.arun)
-
-    async def alist(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[CheckpointTuple]:
-        flow = self._core.list_flow(config, filter, before, limit, self.serde)
-        async for item in adrive(flow, self._runner.arun):
-            yield item
-
-    async def aput(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        flow = self._core.put_flow(config, checkpoint, metadata, new_versions, self.serde)
-        return await acomplete(flow, self._runner.arun)
-
-    async def aput_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        flow = self._core.put_writes_flow(config, writes, task_id, task_path, self.serde)
-        await acomplete(flow, self._runner.arun)
-
-    async def adelete_thread(self, thread_id: str, actor_id: str | None = None) -> None:
-        await acomplete(self._core.delete_thread_flow(thread_id, actor_id), self._runner.arun)
-
-    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        await acomplete(self._core.delete_for_runs_flow(run_ids), self._runner.arun)
-
-    async def acopy_thread(
-        self, source_thread_id: str, target_thread_id: str, actor_id: str | None = None
-    ) -> None:
-        flow = self._core.copy_thread_flow(source_thread_id, target_thread_id, actor_id)
-        await acomplete(flow, self._runner.arun)
-
-    async def aprune(
+    async def aprune(  # type: ignore[override]
         self,
         thread_ids: Sequence[str],
         *,
         strategy: str = "keep_latest",
         actor_id: str | None = None,
     ) -> None:
-        await acomplete(self._core.prune_flow(thread_ids, strategy, actor_id), self._runner.arun)
+        flow = self._flows.prune_flow(thread_ids, strategy, actor_id, self.serde)
+        await self._exec.acomplete(flow)
 
-    async def aget_delta_channel_history(
-        self, *, config: RunnableConfig, channels: Sequence[str]
-    ) -> Mapping[str, DeltaChannelHistory]:
-        flow = self._core.delta_flow(config, channels, self.serde)
-        return await acomplete(flow, self._runner.arun)
+
+class _AgentCoreFlows(CoreFlows):
+    """The AgentCore core has the shell's flows, but for ``prune_flow``'s arguments."""
+
+    def prune_flow(
+        self, thread_ids: Sequence[str], strategy: str, actor_id: str | None, _serde: Any
+    ) -> Flow[None]:
+        return self.core.prune_flow(thread_ids, strategy, actor_id)
 
 
 class _FlushHandler(BaseCallbackHandler):
@@ -347,6 +263,7 @@ class AgentCoreMemoryStore(BaseStore):
         self.memory_id = memory_id
         self.client = make_client(**boto3_kwargs)
         self._runner = Runner(self.client)
+        self._exec = Runners(self._runner.run, self._runner.arun)
         self._core = core.StoreCore(
             LogCore(memory_id),
             serde or JsonPlusSerializer(),
@@ -355,7 +272,7 @@ class AgentCoreMemoryStore(BaseStore):
         )
 
     def batch(self, ops: Iterable[Op]) -> list[Result]:
-        return complete(self._core.batch_flow(ops), self._runner.run)
+        return self._exec.complete(self._core.batch_flow(ops))
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
-        return await acomplete(self._core.batch_flow(ops), self._runner.arun)
+        return await self._exec.acomplete(self._core.batch_flow(ops))

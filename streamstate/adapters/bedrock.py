@@ -52,24 +52,18 @@ both classes need ``bedrock:CreateSession``, ``GetSession``, ``ListSessions``,
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import (
-    BaseCheckpointSaver,
-    ChannelVersions,
-    Checkpoint,
-    CheckpointMetadata,
-    CheckpointTuple,
-    DeltaChannelHistory,
-)
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from streamstate.adapters import _bedrock_core as core
 from streamstate.adapters._bedrock_core import SessionInfo
+from streamstate.adapters._saver_shell import CoreFlows, SaverShell
+from streamstate.adapters._shell import Runners, documented
 from streamstate.errors import ConfigError
-from streamstate.eventlog._drive import acomplete, adrive, complete, drive
+from streamstate.eventlog._drive import Flow
 from streamstate.eventlog.bedrock import (
     ApiCall,
     AsyncBedrockEventLog,
@@ -246,8 +240,34 @@ class AsyncBedrockSessionClient:
 # --------------------------------------------------------------------------- savers
 
 
-class _BedrockSaverBase(BaseCheckpointSaver[str]):
-    """Both shells of every method; each is plan (``_bedrock_core``), execute, read."""
+class _BedrockFlows(CoreFlows):
+    """The Bedrock core's flows under the shell's names and arguments (sessions have no
+    actors: ``actor_id`` is always ``None``). A write is built, then sent."""
+
+    def put_flow(self, *args: Any) -> Flow[RunnableConfig]:
+        thread_id, event, out = self.core.build_put(*args)
+        yield from self.core.put_flow(thread_id, event)
+        return out
+
+    def put_writes_flow(self, *args: Any) -> Flow[None]:
+        thread_id, event = self.core.build_put_writes(*args)
+        yield from self.core.put_writes_flow(thread_id, event)
+
+    def delete_thread_flow(self, thread_id: str, _actor_id: str | None) -> Flow[None]:
+        return self.core.delete_thread_flow(thread_id)
+
+    def copy_thread_flow(self, source_id: str, target_id: str, _actor_id: str | None) -> Flow[int]:
+        return self.core.copy_flow(source_id, target_id)
+
+    def prune_flow(
+        self, thread_ids: Sequence[str], strategy: str, _actor_id: str | None, serde: Any
+    ) -> Flow[None]:
+        return self.core.prune_flow(thread_ids, strategy, serde)
+
+
+class _BedrockSaverBase(SaverShell):
+    """Both shells of every method (from :class:`SaverShell`): Bedrock's constructor,
+    flows and the documentation of each sync method."""
 
     # the sync or async session client and event log a subclass hands its users
     session_client_class: type[BedrockSessionClient] | type[AsyncBedrockSessionClient]
@@ -298,151 +318,63 @@ class _BedrockSaverBase(BaseCheckpointSaver[str]):
         self.client = client
         self._log = BedrockLogCore(codec, auto_create=auto_create_sessions)
         self._core = core.BedrockSaverCore(self._log)
-        self._run = SyncRunner(client)
-        self._arun = AsyncRunner(client)
+        self._exec = Runners(SyncRunner(client), AsyncRunner(client))
+        self._flows = _BedrockFlows(self._core)
         self.session_client = self.session_client_class(client, self._log)
         self.log = self.log_class(client, core=self._log)
 
-    def get_next_version(self, current: str | None, channel: None = None) -> str:
-        return core.next_version(current)
-
-    # sync ---------------------------------------------------------------------------
-
-    def put(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
+    put = documented(
+        SaverShell.put,
         """Store a checkpoint (one step in its namespace's invocation).
 
         Raises:
             SessionNotActive: The thread's session is ENDED or EXPIRED.
             BedrockApiError: The service refused the call (after retries for throttling
                 and 5xx).
-        """
-        thread_id, event, out = self._core.build_put(
-            config, checkpoint, metadata, new_versions, self.serde
-        )
-        complete(self._core.put_flow(thread_id, event), self._run)
-        return out
+        """,
+    )
 
-    def put_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        """Store a task's writes against a checkpoint (one step per call)."""
-        thread_id, event = self._core.build_put_writes(
-            config, writes, task_id, task_path, self.serde
-        )
-        complete(self._core.put_writes_flow(thread_id, event), self._run)
+    put_writes = documented(
+        SaverShell.put_writes,
+        """Store a task's writes against a checkpoint (one step per call).""",
+    )
 
-    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+    get_tuple = documented(
+        SaverShell.get_tuple,
         """The checkpoint ``config`` names, or the latest of its namespace; ``None`` if
-        there is none (a service error raises, it is never "not found")."""
-        return complete(self._core.get_tuple_flow(config, self.serde), self._run)
+        there is none (a service error raises, it is never "not found").""",
+    )
 
-    def list(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> Iterator[CheckpointTuple]:
+    list = documented(
+        SaverShell.list,
         """Checkpoints newest first: of a thread (one namespace if ``checkpoint_ns`` is
-        in the config, else all), or of every session when ``config`` is None."""
-        flow = self._core.list_flow(config, filter, before, limit, self.serde)
-        return drive(flow, self._run)
+        in the config, else all), or of every session when ``config`` is None.""",
+    )
 
-    def delete_thread(self, thread_id: str) -> None:
-        """End and delete the thread's session(s); a missing thread is a no-op."""
-        complete(self._core.delete_thread_flow(thread_id), self._run)
+    delete_thread = documented(
+        SaverShell.delete_thread,
+        """End and delete the thread's session(s); a missing thread is a no-op.""",
+    )
 
-    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
-        """Retract the checkpoints (and writes) of these runs in every session."""
-        complete(self._core.delete_for_runs_flow(run_ids), self._run)
+    delete_for_runs = documented(
+        SaverShell.delete_for_runs,
+        """Retract the checkpoints (and writes) of these runs in every session.""",
+    )
 
-    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+    copy_thread = documented(
+        SaverShell.copy_thread,
         """Copy every live checkpoint and write into the target thread.
 
         The target is the session ``target_thread_id`` names if it exists (say, one
         from ``session_client.create_session()``), else a session created for that id.
-        """
-        complete(self._core.copy_flow(source_thread_id, target_thread_id), self._run)
+        """,
+    )
 
-    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+    prune = documented(
+        SaverShell.prune,
         """``keep_latest`` retracts all but each namespace's latest checkpoint;
-        ``delete`` deletes the threads' sessions."""
-        complete(self._core.prune_flow(thread_ids, strategy, self.serde), self._run)
-
-    def get_delta_channel_history(
-        self, *, config: RunnableConfig, channels: Sequence[str]
-    ) -> Mapping[str, DeltaChannelHistory]:
-        return complete(self._core.delta_flow(config, channels, self.serde), self._run)
-
-    # async --------------------------------------------------------------------------
-
-    async def aput(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        thread_id, event, out = self._core.build_put(
-            config, checkpoint, metadata, new_versions, self.serde
-        )
-        await acomplete(self._core.put_flow(thread_id, event), self._arun)
-        return out
-
-    async def aput_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        thread_id, event = self._core.build_put_writes(
-            config, writes, task_id, task_path, self.serde
-        )
-        await acomplete(self._core.put_writes_flow(thread_id, event), self._arun)
-
-    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return await acomplete(self._core.get_tuple_flow(config, self.serde), self._arun)
-
-    async def alist(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[CheckpointTuple]:
-        flow = self._core.list_flow(config, filter, before, limit, self.serde)
-        async for item in adrive(flow, self._arun):
-            yield item
-
-    async def adelete_thread(self, thread_id: str) -> None:
-        await acomplete(self._core.delete_thread_flow(thread_id), self._arun)
-
-    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        await acomplete(self._core.delete_for_runs_flow(run_ids), self._arun)
-
-    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        await acomplete(self._core.copy_flow(source_thread_id, target_thread_id), self._arun)
-
-    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        await acomplete(self._core.prune_flow(thread_ids, strategy, self.serde), self._arun)
-
-    async def aget_delta_channel_history(
-        self, *, config: RunnableConfig, channels: Sequence[str]
-    ) -> Mapping[str, DeltaChannelHistory]:
-        return await acomplete(self._core.delta_flow(config, channels, self.serde), self._arun)
+        ``delete`` deletes the threads' sessions.""",
+    )
 
 
 class BedrockSessionSaver(_BedrockSaverBase):

@@ -8,41 +8,72 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import valkey
 import valkey.asyncio
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
-    BaseCheckpointSaver,
-    ChannelVersions,
-    Checkpoint,
-    CheckpointMetadata,
     CheckpointTuple,
-    DeltaChannelHistory,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from valkey.credentials import CredentialProvider
 
 from streamstate.adapters import _saver_core as core
-from streamstate.adapters._bridge import LoopBound, in_thread, iter_in_thread
-from streamstate.adapters._checkpoints import next_version
+from streamstate.adapters._bridge import LoopBound
+from streamstate.adapters._saver_shell import ActorSaverShell, CoreFlows, SaverShell
+from streamstate.adapters._shell import Execution, InThreads, OnLoop
 from streamstate.connection import (
     async_client_from_url,
     client_from_url,
     resolve_wait,
     url_or_conn_string,
 )
-from streamstate.eventlog._drive import acomplete, adrive, complete, drive
+from streamstate.eventlog._drive import Flow
 from streamstate.eventlog.codec import Codec
 from streamstate.eventlog.keys import Keyspace
 from streamstate.eventlog.valkey import AsyncValkeyEventLog, RetryPolicy, ValkeyEventLog
 from streamstate.eventlog.valkey.log import DEFAULT_MAX_PAYLOAD
 
 
-class _SaverBase(BaseCheckpointSaver[str]):
-    """What every Valkey saver shares beyond I/O: versions, config checks, the core."""
+class _ValkeyFlows(CoreFlows):
+    """The Valkey core's operations under the shell's flow names and arguments.
+
+    A thread script that finds the thread's keys incomplete (evicted, or layout 1)
+    repairs the thread from its log and runs again (``run_repairing``).
+    """
+
+    core: core.SaverCore
+
+    def get_tuple_flow(self, config: RunnableConfig, serde: Any) -> Flow[CheckpointTuple | None]:
+        thread, _ns, call = self.core.plan_get_tuple(config)
+        reply = yield from self.core.run_repairing(thread, call)
+        return self.core.read_tuple(thread, reply, serde)
+
+    def put_flow(self, *args: Any) -> Flow[RunnableConfig]:
+        thread, event, out = self.core.build_put(*args)
+        yield from self.core.run_repairing(thread, self.core.plan_put(thread, event))
+        return out
+
+    def put_writes_flow(self, *args: Any) -> Flow[None]:
+        thread, event = self.core.build_put_writes(*args)
+        yield from self.core.run_repairing(thread, self.core.plan_put_writes(thread, event))
+
+    def delete_thread_flow(self, thread_id: str, actor_id: str | None) -> Flow[None]:
+        return self.core.delete_flow(thread_id, actor_id)
+
+    def copy_thread_flow(self, source_id: str, target_id: str, _actor_id: str | None) -> Flow[None]:
+        return self.core.copy_threads_flow(source_id, target_id)
+
+    def prune_flow(
+        self, thread_ids: Sequence[str], strategy: str, _actor_id: str | None, _serde: Any
+    ) -> Flow[None]:
+        return self.core.prune_flow(thread_ids, strategy)
+
+
+class _SaverBase(SaverShell):
+    """What every Valkey saver shares beyond I/O: the log, config checks, the core."""
 
     actors = False
     log_class: type[ValkeyEventLog] | type[AsyncValkeyEventLog]
@@ -78,13 +109,16 @@ class _SaverBase(BaseCheckpointSaver[str]):
             self.log, codec, ttl=ttl, actors=self.actors, refresh_on_read=refresh_on_read
         )
         self._core.serde = self.serde
+        self._flows = _ValkeyFlows(self._core)
+        self._exec = self._execution()
+
+    def _execution(self) -> Execution:
+        """Sync client: :class:`InThreads`; asyncio client: :class:`OnLoop`."""
+        raise NotImplementedError
 
     @property
     def ttl(self) -> float | None:
         return self._core.ttl
-
-    def get_next_version(self, current: str | None, channel: None = None) -> str:
-        return next_version(current)
 
 
 class ValkeySaver(_SaverBase):
@@ -114,6 +148,9 @@ class ValkeySaver(_SaverBase):
     """
 
     log_class = ValkeyEventLog
+
+    def _execution(self) -> Execution:
+        return InThreads(self.log.run)
 
     @classmethod
     @contextlib.contextmanager
@@ -156,108 +193,6 @@ class ValkeySaver(_SaverBase):
         """A saver on a client sharing ``pool`` (the pool stays open: the caller owns it)."""
         yield cls(valkey.Valkey(connection_pool=pool), ttl=ttl_seconds, serde=serde, **kwargs)
 
-    def put(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        thread, event, out = self._core.build_put(
-            config, checkpoint, metadata, new_versions, self.serde
-        )
-        self._run(thread, self._core.plan_put(thread, event))
-        return out
-
-    def put_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        thread, event = self._core.build_put_writes(config, writes, task_id, task_path, self.serde)
-        self._run(thread, self._core.plan_put_writes(thread, event))
-
-    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        thread, _ns, call = self._core.plan_get_tuple(config)
-        return self._core.read_tuple(thread, self._run(thread, call), self.serde)
-
-    def _run(self, thread: core.Thread, call: Any) -> Any:
-        reply = self.log.run(call)
-        if self._core.incomplete(reply):  # evicted keys or layout 1: repair, then again
-            complete(self._core.repair_flow(thread), self.log.run)
-            reply = self._core.checked(thread, self.log.run(call))
-        return reply
-
-    def list(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> Iterator[CheckpointTuple]:
-        flow = self._core.list_flow(config, filter, before, limit, self.serde)
-        return drive(flow, self.log.run)
-
-    def delete_thread(self, thread_id: str) -> None:
-        complete(self._core.delete_flow(thread_id), self.log.run)
-
-    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
-        complete(self._core.delete_for_runs_flow(run_ids), self.log.run)
-
-    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        complete(self._core.copy_threads_flow(source_thread_id, target_thread_id), self.log.run)
-
-    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        complete(self._core.prune_flow(thread_ids, strategy), self.log.run)
-
-    def get_delta_channel_history(
-        self, *, config: RunnableConfig, channels: Sequence[str]
-    ) -> Mapping[str, DeltaChannelHistory]:
-        return complete(self._core.delta_flow(config, channels, self.serde), self.log.run)
-
-    # The async interface of the sync class runs the sync methods in worker threads.
-
-    async def aput(self, config, checkpoint, metadata, new_versions):  # type: ignore[no-untyped-def]
-        return await in_thread(self.put, config, checkpoint, metadata, new_versions)
-
-    async def aput_writes(self, config, writes, task_id, task_path=""):  # type: ignore[no-untyped-def]
-        return await in_thread(self.put_writes, config, writes, task_id, task_path)
-
-    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return await in_thread(self.get_tuple, config)
-
-    async def alist(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[CheckpointTuple]:
-        make = lambda: self.list(config, filter=filter, before=before, limit=limit)  # noqa: E731
-        async for item in iter_in_thread(make):
-            yield item
-
-    async def adelete_thread(self, thread_id: str) -> None:
-        await in_thread(self.delete_thread, thread_id)
-
-    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        await in_thread(self.delete_for_runs, run_ids)
-
-    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        await in_thread(self.copy_thread, source_thread_id, target_thread_id)
-
-    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        await in_thread(self.prune, thread_ids, strategy=strategy)
-
-    async def aget_delta_channel_history(
-        self, *, config: RunnableConfig, channels: Sequence[str]
-    ) -> Mapping[str, DeltaChannelHistory]:
-        return await in_thread(self.get_delta_channel_history, config=config, channels=channels)
-
 
 class AsyncValkeySaver(_SaverBase, LoopBound):
     """The asyncio twin of :class:`ValkeySaver` (same arguments, an asyncio client).
@@ -270,6 +205,9 @@ class AsyncValkeySaver(_SaverBase, LoopBound):
     def __init__(self, client: valkey.asyncio.Valkey, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)
         self.bind_loop()
+
+    def _execution(self) -> Execution:
+        return OnLoop(self, self.log.run)
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -308,114 +246,8 @@ class AsyncValkeySaver(_SaverBase, LoopBound):
             valkey.asyncio.Valkey(connection_pool=pool), ttl=ttl_seconds, serde=serde, **kwargs
         )
 
-    async def aput(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        self.bind_loop()
-        thread, event, out = self._core.build_put(
-            config, checkpoint, metadata, new_versions, self.serde
-        )
-        await self._arun(thread, self._core.plan_put(thread, event))
-        return out
 
-    async def aput_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        thread, event = self._core.build_put_writes(config, writes, task_id, task_path, self.serde)
-        await self._arun(thread, self._core.plan_put_writes(thread, event))
-
-    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        self.bind_loop()
-        thread, _ns, call = self._core.plan_get_tuple(config)
-        return self._core.read_tuple(thread, await self._arun(thread, call), self.serde)
-
-    async def _arun(self, thread: core.Thread, call: Any) -> Any:
-        reply = await self.log.run(call)
-        if self._core.incomplete(reply):  # evicted keys or layout 1: repair, then again
-            await acomplete(self._core.repair_flow(thread), self.log.run)
-            reply = self._core.checked(thread, await self.log.run(call))
-        return reply
-
-    async def alist(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[CheckpointTuple]:
-        self.bind_loop()
-        flow = self._core.list_flow(config, filter, before, limit, self.serde)
-        async for item in adrive(flow, self.log.run):
-            yield item
-
-    async def adelete_thread(self, thread_id: str) -> None:
-        await acomplete(self._core.delete_flow(thread_id), self.log.run)
-
-    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        await acomplete(self._core.delete_for_runs_flow(run_ids), self.log.run)
-
-    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        await acomplete(
-            self._core.copy_threads_flow(source_thread_id, target_thread_id), self.log.run
-        )
-
-    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        await acomplete(self._core.prune_flow(thread_ids, strategy), self.log.run)
-
-    async def aget_delta_channel_history(
-        self, *, config: RunnableConfig, channels: Sequence[str]
-    ) -> Mapping[str, DeltaChannelHistory]:
-        return await acomplete(self._core.delta_flow(config, channels, self.serde), self.log.run)
-
-    # The sync interface of the async class submits to the client's event loop.
-
-    def put(self, config, checkpoint, metadata, new_versions):  # type: ignore[no-untyped-def]
-        return self.run_sync(self.aput(config, checkpoint, metadata, new_versions))
-
-    def put_writes(self, config, writes, task_id, task_path=""):  # type: ignore[no-untyped-def]
-        return self.run_sync(self.aput_writes(config, writes, task_id, task_path))
-
-    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return self.run_sync(self.aget_tuple(config))
-
-    def list(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> Iterator[CheckpointTuple]:
-        return self.iter_sync(self.alist(config, filter=filter, before=before, limit=limit))
-
-    def delete_thread(self, thread_id: str) -> None:
-        self.run_sync(self.adelete_thread(thread_id))
-
-    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
-        self.run_sync(self.adelete_for_runs(run_ids))
-
-    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        self.run_sync(self.acopy_thread(source_thread_id, target_thread_id))
-
-    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        self.run_sync(self.aprune(thread_ids, strategy=strategy))
-
-    def get_delta_channel_history(
-        self, *, config: RunnableConfig, channels: Sequence[str]
-    ) -> Mapping[str, DeltaChannelHistory]:
-        return self.run_sync(self.aget_delta_channel_history(config=config, channels=channels))
-
-
-class AgentCoreValkeySaver(ValkeySaver):
+class AgentCoreValkeySaver(ActorSaverShell, ValkeySaver):
     """:class:`ValkeySaver` addressed as AgentCore sessions: ``actor_id`` + ``thread_id``.
 
     ``config["configurable"]["actor_id"]`` is required; a missing one raises a
@@ -424,21 +256,8 @@ class AgentCoreValkeySaver(ValkeySaver):
 
     actors = True
 
-    def delete_thread(self, thread_id: str, actor_id: str | None = None) -> None:  # type: ignore[override]
-        """Delete the session of ``actor_id``, or of every actor when it is ``None``."""
-        complete(self._core.delete_flow(thread_id, actor_id), self.log.run)
 
-    async def adelete_thread(self, thread_id: str, actor_id: str | None = None) -> None:  # type: ignore[override]
-        await in_thread(self.delete_thread, thread_id, actor_id)
-
-
-class AsyncAgentCoreValkeySaver(AsyncValkeySaver):
+class AsyncAgentCoreValkeySaver(ActorSaverShell, AsyncValkeySaver):
     """The asyncio twin of :class:`AgentCoreValkeySaver`."""
 
     actors = True
-
-    async def adelete_thread(self, thread_id: str, actor_id: str | None = None) -> None:  # type: ignore[override]
-        await acomplete(self._core.delete_flow(thread_id, actor_id), self.log.run)
-
-    def delete_thread(self, thread_id: str, actor_id: str | None = None) -> None:  # type: ignore[override]
-        self.run_sync(self.adelete_thread(thread_id, actor_id))
