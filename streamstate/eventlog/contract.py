@@ -1,22 +1,25 @@
 """The event-log contract every backend implements (Valkey streams, AgentCore, Bedrock).
 
-Semantics, exactly:
+:class:`EventLog` states each method's guarantees; :class:`AsyncEventLog` is the same
+contract with awaitable methods. ``streamstate.testing.eventlog.EventLogContract`` tests
+it, and ``streamstate.eventlog.memory`` is the reference backend: where a backend does
+otherwise, the contract is right and the backend has a known discrepancy (listed here).
 
-* ``append(session, events)`` adds the events at the end of the session's log, in
-  order, together with every op the log's projections derive from them, all or nothing.
-  With ``idempotency_key`` (or a ``guard``), a repeated append is a duplicate: nothing
-  is written and ``appended`` is False. Ids are strictly increasing within a session.
-* ``read(session, start, end, count, reverse)``: entries with ``start <= id <= end``
-  (``None`` = unbounded), oldest first, or newest first with ``reverse``; at most
-  ``count``. A missing session reads as empty.
-* ``tail(session, from_id)``: entries with id ``> from_id`` as they are appended
-  (``from_id=None``: only entries appended after the call), blocking between them;
-  ends after ``idle_timeout`` seconds without an entry (``None``: never).
-* Consumer groups: each entry is delivered to one consumer of a group; an entry stays
-  pending until acknowledged, and a consumer that restarts under the same name gets
-  its pending entries again before new ones (at-least-once).
-* ``delete(session)`` removes the log and every view of the session; ``trim`` drops
-  the oldest entries (views are kept; the trimmed part can no longer be replayed).
+Common rules:
+
+* A session is a name (or a tuple of name parts); sessions never share entries, groups
+  or idempotency keys. A session nobody appended to reads as empty.
+* Entry ids are strings ``"<int>-<int>"``, strictly increasing within a session in
+  append order (compare them as pairs of integers, never as text).
+* A failure raises (a ``StreamstateError``); it never looks like an empty result.
+
+Known discrepancies:
+
+* Bedrock's ``append(session, [])`` returns ``appended=False``; the contract says True.
+* Valkey records the ``idempotency_key`` of an empty append (a repeat returns
+  ``appended=False``); AgentCore and the reference backend do not.
+* A duplicate append reports the earlier append's ids on every backend but Valkey,
+  which reports only the last of them.
 """
 
 from __future__ import annotations
@@ -32,13 +35,21 @@ from streamstate.eventlog.ops import Op
 
 @dataclass(frozen=True)
 class AppendResult:
+    """What an append did."""
+
     appended: bool
-    """False when the append was a duplicate and wrote nothing."""
+    """False exactly when the append was a duplicate (its idempotency key was used
+    before) and wrote nothing. An empty append is not a duplicate: True."""
     ids: list[str] = field(default_factory=list)
-    """Ids of the new entries; for a duplicate, the earlier entry's id when known."""
+    """Ids of the new entries, one per event, in order (``[]`` for an empty append);
+    for a duplicate, the earlier append's ids when the backend knows them: all of them
+    (AgentCore, Bedrock, in-memory) or only the last (Valkey keeps one id per key);
+    ``[]`` when it does not know them."""
 
 
 class EventLog(Protocol):
+    """The synchronous event log: append, read, tail, consumer groups, delete, trim."""
+
     def append(
         self,
         session: SessionName,
@@ -47,7 +58,39 @@ class EventLog(Protocol):
         idempotency_key: str | None = None,
         extra_ops: Sequence[Op] = (),
         ttl: float | None = None,
-    ) -> AppendResult: ...
+    ) -> AppendResult:
+        """Add ``events`` at the end of the session's log, in order, atomically.
+
+        The entries and every op the log's projections derive from them (plus
+        ``extra_ops``) are written together or not at all; a reader never sees one
+        without the other.
+
+        Args:
+            session: The session; created by its first append.
+            events: The events, one entry each. Empty: nothing is written and the
+                result is ``AppendResult(True, [])`` (``extra_ops`` still apply on a
+                backend with projections). Pass no ``idempotency_key`` with it:
+                whether that key is recorded differs between backends.
+            idempotency_key: Makes a retry safe: a second append with the same key to
+                the same session writes nothing and returns ``appended=False``, however
+                long after, while the session exists. Do not reuse a key after deleting
+                its session: the reference and Valkey forget it, AgentCore's service
+                still refuses it (``AgentCoreError``).
+            extra_ops: View ops to apply in the same atomic step. Backends without
+                server-side projections (AgentCore, Bedrock, in-memory) raise
+                ``ConfigError`` if any are given.
+            ttl: Seconds until every key of the session expires, restarted by each
+                append. Backends without a TTL raise ``ConfigError`` unless it is None.
+
+        Returns:
+            See :class:`AppendResult`.
+
+        Raises:
+            PayloadTooLarge: The append exceeds the backend's limit (nothing was sent).
+            BackendError: The backend failed; the append may or may not have been
+                applied (retry with the same ``idempotency_key``).
+        """
+        ...
 
     def read(
         self,
@@ -57,7 +100,16 @@ class EventLog(Protocol):
         *,
         count: int | None = None,
         reverse: bool = False,
-    ) -> list[LogEntry]: ...
+    ) -> list[LogEntry]:
+        """The entries with ``start <= id <= end``, oldest first (newest first with
+        ``reverse``), at most ``count`` of them.
+
+        Bounds are inclusive and keep their meaning with ``reverse`` (``start`` is the
+        lower bound); ``None`` is unbounded. ``count`` counts from the first entry in
+        the order of the result, so ``reverse=True, count=1`` is the newest entry. A
+        missing session reads as ``[]``.
+        """
+        ...
 
     def tail(
         self,
@@ -66,9 +118,27 @@ class EventLog(Protocol):
         *,
         block_ms: int = 1000,
         idle_timeout: float | None = None,
-    ) -> Iterator[LogEntry]: ...
+    ) -> Iterator[LogEntry]:
+        """The entries with id ``> from_id``, oldest first, then each entry as it is
+        appended, each exactly once, lazily.
 
-    def ensure_group(self, session: SessionName, group: str, start_id: str = "0") -> bool: ...
+        ``from_id=None`` starts after the session's current last entry: only entries
+        appended after the call. Between entries the iterator blocks, polling every
+        ``block_ms``; it ends after ``idle_timeout`` seconds without a new entry
+        (rounded up to whole polls, at least one), never when that is None. A tail
+        acknowledges nothing and affects no consumer group.
+        """
+        ...
+
+    def ensure_group(self, session: SessionName, group: str, start_id: str = "0") -> bool:
+        """Create the consumer group ``group`` if it does not exist.
+
+        The new group will deliver the entries with id ``> start_id``: ``"0"`` every
+        entry, ``"$"`` only entries appended from now on. Works on a session with no
+        entries. Returns True if the group was created, False if it existed (its
+        position and pending entries are unchanged).
+        """
+        ...
 
     def group_read(
         self,
@@ -78,20 +148,50 @@ class EventLog(Protocol):
         *,
         count: int = 100,
         block_ms: int | None = None,
-    ) -> list[LogEntry]: ...
+    ) -> list[LogEntry]:
+        """At most ``count`` entries for ``consumer``, oldest first (at-least-once).
 
-    def ack(self, session: SessionName, group: str, ids: Sequence[str]) -> int: ...
+        If the consumer has pending entries (delivered to it, not acknowledged), those
+        are returned again, and nothing new, so a consumer that restarts under the
+        same name resumes where it failed. Otherwise the group's next undelivered
+        entries are returned and become the consumer's pending entries; each entry is
+        delivered to one consumer of the group. With ``block_ms`` and nothing new, the
+        call waits up to that long for an append; with None it returns ``[]`` at once.
+        Pending entries that were trimmed or deleted meanwhile are dropped (as if
+        acknowledged).
+        """
+        ...
 
-    def delete(self, session: SessionName) -> bool: ...
+    def ack(self, session: SessionName, group: str, ids: Sequence[str]) -> int:
+        """Acknowledge delivered entries; returns how many of ``ids`` were pending in
+        the group (an unknown or already acknowledged id counts 0)."""
+        ...
+
+    def delete(self, session: SessionName) -> bool:
+        """Remove the session: its log, every view, its groups and idempotency keys.
+
+        Returns True if the session existed, False otherwise. A later append starts a
+        new, empty log (see ``append`` on reusing its idempotency keys).
+        """
+        ...
 
     def trim(
         self, session: SessionName, *, maxlen: int | None = None, minid: str | None = None
-    ) -> int: ...
+    ) -> int:
+        """Drop the oldest entries: all but the newest ``maxlen``, and every entry with
+        id ``< minid``. Returns how many were dropped. The views are kept, but the
+        dropped entries can no longer be read, tailed or replayed into a view."""
+        ...
 
-    def length(self, session: SessionName) -> int: ...
+    def length(self, session: SessionName) -> int:
+        """The number of entries the session holds now (0 if it does not exist)."""
+        ...
 
 
 class AsyncEventLog(Protocol):
+    """:class:`EventLog` with awaitable methods (``tail`` is an async iterator); every
+    method has its sync twin's semantics, exactly."""
+
     async def append(
         self,
         session: SessionName,
