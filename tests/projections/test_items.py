@@ -4,8 +4,10 @@ compaction)."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import msgspec
+import pytest
 import valkey
 
 from streamstate.adapters.store import ValkeyStore
@@ -13,8 +15,10 @@ from streamstate.eventlog.codec import Codec
 from streamstate.eventlog.events import Event, FieldVector, ItemDeleted, ItemPut, Write, WritesPut
 from streamstate.eventlog.keys import Keyspace
 from streamstate.projections import items as views
+from tests.projections._rebuild_case import RebuildCase
 
 KEYS = Keyspace().session(("store", "t"))
+SHADOW = Keyspace("ss-verify")
 
 
 def _put(ns: tuple[str, ...] = ("a", "b"), key: str = "k", ttl: float | None = None) -> ItemPut:
@@ -157,3 +161,55 @@ def test_rebuild_gives_the_live_views_after_compaction(client: valkey.Valkey, si
     client.delete(live_keys.view("created"))
     log.rebuild(store.session)
     assert log.snapshot([live_keys.view(n) for n in names]) == live
+
+
+# -- the shared case: rebuild == live ---------------------------------------------------------
+
+
+class ItemViews:
+    """A store collection's item views, written through ``ValkeyStore``."""
+
+    def __init__(self, client: valkey.Valkey, collection: str) -> None:
+        self.client = client
+        self.store = ValkeyStore(client, index={"collection_name": collection})
+        self.log = self.store._log
+        self.keys = self.log.keyspace.session(self.store.session)
+
+    def write(self, round: int) -> None:
+        for i in range(30):
+            ns = ("r", str(i % 3))
+            ttl = None if i % 4 == 0 else 60
+            self.store.put(ns, f"k{(i + round) % 11}", {"i": i, "round": round}, ttl=ttl)
+            if i % 6 == 5:
+                self.store.delete(ns, f"k{(i + 2) % 11}")
+
+    def snapshot(self, keyspace: Keyspace) -> list[Any]:
+        keys = keyspace.session(self.store.session)
+        return list(self.log.snapshot([keys.view(n) for n in views.VIEW_NAMES]).values())
+
+    def live(self) -> list[Any]:
+        return self.snapshot(self.log.keyspace)
+
+    def rebuilt(self) -> list[Any]:
+        replayed = self.log.rebuild(self.store.session, target=SHADOW)
+        assert replayed == self.log.length(self.store.session)
+        return self.snapshot(SHADOW)
+
+    def reclaim(self) -> None:
+        self.store.compact(full=True)
+
+    def damage(self) -> None:
+        field = next(iter(self.client.hkeys(self.keys.view("data"))))
+        self.client.hdel(self.keys.view("data"), field)
+
+    def repair(self) -> None:
+        self.log.rebuild(self.store.session)
+
+
+class TestItemViews(RebuildCase):
+    @pytest.fixture
+    def view(self, client: valkey.Valkey, sid: str) -> ItemViews:
+        return ItemViews(client, sid)
+
+
+del RebuildCase

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from streamstate.adapters.store import ValkeyStore
 from streamstate.eventlog.events import FieldVector, ItemDeleted, ItemPut, LogEntry, WritesPut
 from streamstate.projections import vectors as vv
 from streamstate.projections.items import member
+from tests.projections._rebuild_case import RebuildCase
 
 DIMS = 8
 
@@ -254,3 +256,75 @@ def test_exact_rank_equals_scoring_everything(
     got = [m for m, _ in index.rank(v(query), prefix, k).items]
     stored = np.float32 if kind == "hnsw" else np.float64
     assert got == _reference(metric, alive, v(query), prefix, k, stored)
+
+
+# -- the shared case: rebuild == live ---------------------------------------------------------
+
+QUERIES = ["t1", "t5", "g3", "t40"]
+
+
+class VectorViews:
+    """The in-process vector index of a store (exact, ``flat``), written through
+    ``ValkeyStore.batch``; its comparable form is every member ranked for a few queries,
+    scores rounded (a rebuild may sum in another order)."""
+
+    def __init__(self, url: str, collection: str) -> None:
+        self.url = url
+        self.config = {
+            "dims": DIMS,
+            "embed": embed,
+            "fields": ["text", "tags[*]"],
+            "collection_name": collection,
+            "index_type": "flat",
+        }
+        self.store = self.new_store()
+
+    def new_store(self) -> ValkeyStore:
+        return ValkeyStore(valkey.Valkey.from_url(self.url), index=self.config)  # type: ignore[arg-type]
+
+    def write(self, round: int) -> None:
+        rng = random.Random(round)
+        for i in range(40):
+            ns = ("v", str(rng.randrange(3)))
+            value = {"text": f"t{rng.randrange(60)}", "tags": [f"g{i % 7}"]}
+            op = PutOp(ns, str(rng.randrange(25)), value, index=rng.choice([None, ["text"]]))
+            if rng.random() < 0.2:
+                op = PutOp(ns, op.key, None)
+            self.store.batch([op])
+        self.store.search(("v",), query="t1")  # the index catches up with the log
+
+    @staticmethod
+    def form(index: vv.VectorIndex | None) -> Any:
+        if index is None or not len(index):
+            return None
+        ranked = [index.rank(vec(q), None, len(index)).items for q in QUERIES]
+        return index.last_id, [[(m, round(s, 9)) for m, s in items] for items in ranked]
+
+    def live(self) -> Any:
+        return self.form(self.store._core.vectors)
+
+    def rebuilt(self) -> Any:
+        live = self.store._core.vectors
+        assert live is not None
+        rebuilt = vv.VectorIndex(live.spec)
+        rebuilt.apply_entries(self.store._log.read(self.store.session))
+        return self.form(rebuilt)
+
+    def reclaim(self) -> None:
+        self.store.compact(full=True)
+        self.store.search(("v",), query="t1")
+
+    def damage(self) -> None:
+        self.store = self.new_store()  # a new process: no index in memory yet
+
+    def repair(self) -> None:
+        self.store.setup()
+
+
+class TestVectorViews(RebuildCase):
+    @pytest.fixture
+    def view(self, valkey_url: str, sid: str) -> VectorViews:
+        return VectorViews(valkey_url, sid)
+
+
+del RebuildCase
