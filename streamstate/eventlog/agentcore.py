@@ -235,26 +235,20 @@ def event_order(event_id: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2), 16)
 
 
+def _checked(value: Any, pattern: re.Pattern[str], most: int, name: str, what: str) -> str:
+    if not isinstance(value, str) or not (0 < len(value) <= most and pattern.fullmatch(value)):
+        raise ConfigError(f"{name} must be an AgentCore {what}, got {value!r}")
+    return value
+
+
 def check_actor(actor_id: Any, name: str = "actor_id") -> str:
-    if not isinstance(actor_id, str) or not (
-        0 < len(actor_id) <= 255 and ACTOR_ID_RE.fullmatch(actor_id)
-    ):
-        raise ConfigError(
-            f"{name} must be an AgentCore actor id (1..255 chars of letters, digits, "
-            f"'-', '_', '/', ':'), got {actor_id!r}"
-        )
-    return actor_id
+    what = "actor id (1..255 chars of letters, digits, '-', '_', '/', ':')"
+    return _checked(actor_id, ACTOR_ID_RE, 255, name, what)
 
 
 def check_session(session_id: Any, name: str = "session id") -> str:
-    if not isinstance(session_id, str) or not (
-        0 < len(session_id) <= 100 and SESSION_ID_RE.fullmatch(session_id)
-    ):
-        raise ConfigError(
-            f"{name} must be an AgentCore session id (1..100 chars of letters, digits, "
-            f"'-', '_', starting with a letter or digit), got {session_id!r}"
-        )
-    return session_id
+    what = "session id (1..100 chars of letters, digits, '-', '_', starting with a letter or digit)"
+    return _checked(session_id, SESSION_ID_RE, 100, name, what)
 
 
 def check_memory(memory_id: Any) -> str:

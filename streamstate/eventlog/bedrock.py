@@ -836,23 +836,33 @@ class BedrockLogCore:
         return out
 
     def _trim_floor_flow(self, sid: str, summaries: Sequence[dict[str, Any]]) -> Flow[str | None]:
-        marks = [s for s in summaries if step_kind(s["invocationStepId"]) == K_TRIM]
+        marks = [
+            (s["invocationId"], s["invocationStepId"])
+            for s in summaries
+            if step_kind(s["invocationStepId"]) == K_TRIM
+        ]
         floor: str | None = None
-        for chunk in _chunks(marks, BATCH_SIZE):
-            replies = yield Parallel(
-                tuple(self.get_call(sid, s["invocationId"], s["invocationStepId"]) for s in chunk),
-                settle=True,
-            )
-            for rep in replies:
+        for _header, body in (yield from self._control_flow(sid, marks)):
+            value = str(body["min"])
+            if floor is None or id_key(value) > id_key(floor):
+                floor = value
+        return floor
+
+    def _control_flow(
+        self, sid: str, refs: Sequence[tuple[str, str]]
+    ) -> Flow[list[tuple[dict[str, Any], Any]]]:
+        """The header and JSON body of each control step ``(invocation, step id)`` (trim
+        marks, group records), fetched concurrently; steps not ours are skipped."""
+        out: list[tuple[dict[str, Any], Any]] = []
+        for chunk in _chunks(refs, BATCH_SIZE):
+            calls = tuple(self.get_call(sid, inv, step) for inv, step in chunk)
+            for rep in (yield Parallel(calls, settle=True)):
                 if isinstance(rep, Exception):
                     raise rep
                 parsed = read_header(rep["invocationStep"].get("payload"))
-                if parsed is None:
-                    continue
-                value = str(json.loads(parsed[1][0])["min"])
-                if floor is None or id_key(value) > id_key(floor):
-                    floor = value
-        return floor
+                if parsed is not None:
+                    out.append((parsed[0], json.loads(parsed[1][0])))
+        return out
 
     def read_sid_flow(
         self,
@@ -1019,22 +1029,12 @@ class BedrockLogCore:
         summaries = yield from self.steps_flow(sid, invocation)
         start: str | None = None
         acked: set[str] = set()
-        for chunk in _chunks(summaries, BATCH_SIZE):
-            replies = yield Parallel(
-                tuple(self.get_call(sid, invocation, s["invocationStepId"]) for s in chunk),
-                settle=True,
-            )
-            for rep in replies:
-                if isinstance(rep, Exception):
-                    raise rep
-                parsed = read_header(rep["invocationStep"].get("payload"))
-                if parsed is None:
-                    continue
-                body = json.loads(parsed[1][0])
-                if parsed[0]["k"] == K_GROUP:
-                    start = str(body["start"])
-                elif parsed[0]["k"] == K_ACK:
-                    acked.update(body["ids"])
+        refs = [(invocation, s["invocationStepId"]) for s in summaries]
+        for header, body in (yield from self._control_flow(sid, refs)):
+            if header["k"] == K_GROUP:
+                start = str(body["start"])
+            elif header["k"] == K_ACK:
+                acked.update(body["ids"])
         if start is None:
             return None
         with self._lock:
