@@ -9,17 +9,20 @@ items and repacks the stream, so the log holds what is live and stays the source
 truth for it.
 
 Both classes run the same flows from ``_store_core``; a shell only executes them (log
-calls, and embeddings through the sync or the async API). Methods appear in the same
-order in both classes.
+calls, and embeddings through the sync or the async API). LangGraph's ``batch`` and
+``abatch`` are written once, in :class:`_StoreShell`, and run through each class's
+:class:`~streamstate.adapters._shell.Execution`; the store's own methods keep one name
+in both classes (sync in one, async in the other), so each class has its own, in the
+same order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import valkey
 import valkey.asyncio
@@ -27,6 +30,8 @@ from langgraph.store.base import BaseStore, Op, Result, TTLConfig
 from valkey.credentials import CredentialProvider
 
 from streamstate.adapters import _store_core as core
+from streamstate.adapters._bridge import LoopBound
+from streamstate.adapters._shell import Execution, InThreads, OnLoop
 from streamstate.adapters._store_core import (
     Compaction,
     EmbedDocuments,
@@ -39,18 +44,21 @@ from streamstate.connection import (
     resolve_wait,
     url_or_conn_string,
 )
-from streamstate.eventlog._drive import acomplete, complete
 from streamstate.eventlog.keys import Keyspace
 from streamstate.eventlog.valkey import AsyncValkeyEventLog, ValkeyEventLog
 from streamstate.projections.items import ItemsProjection
 
 __all__ = ["AsyncValkeyStore", "Compaction", "ValkeyIndexConfig", "ValkeyStore"]
 
+T = TypeVar("T")
 
-class _StoreConfig(BaseStore):
-    """What both shells share: settings, TTL support and the core."""
+
+class _StoreShell(BaseStore):
+    """What both shells share: settings, TTL support, the core, and LangGraph's batch
+    methods, which drive the core's flow through the class's execution."""
 
     supports_ttl = True
+    _exec: Execution
 
     def _configure(
         self,
@@ -76,8 +84,14 @@ class _StoreConfig(BaseStore):
         """The log session holding this store's events."""
         return self._core.settings.session
 
+    def batch(self, ops: Iterable[Op]) -> list[Result]:
+        return self._exec.complete(self._core.batch(list(ops), time.time()))
 
-class ValkeyStore(_StoreConfig):
+    async def abatch(self, ops: Iterable[Op]) -> list[Result]:
+        return await self._exec.acomplete(self._core.batch(list(ops), time.time()))
+
+
+class ValkeyStore(_StoreShell):
     """A LangGraph ``BaseStore`` whose puts and deletes are events on a Valkey stream.
 
     Every ``get``, ``put``, ``delete``, filtered ``search`` and ``list_namespaces`` is
@@ -143,6 +157,7 @@ class ValkeyStore(_StoreConfig):
             wait=resolve_wait(client, wait_replicas, wait_timeout_ms, wait_aof),
         )
         self._configure(self._log, index, ttl)
+        self._exec = InThreads(self._run)
 
     @classmethod
     @contextmanager
@@ -210,18 +225,18 @@ class ValkeyStore(_StoreConfig):
 
     def setup(self) -> None:
         """Idempotent; loads the vector index (snapshot, then the log's tail) if any."""
-        complete(self._core.setup(), self._run)
+        self._exec.complete(self._core.setup())
 
     def save_vectors(self, *, force: bool = False) -> bool:
         """Write the vector index snapshot now; False if nothing was written."""
-        return complete(self._core.save_vectors(force=force), self._run)
+        return self._exec.complete(self._core.save_vectors(force=force))
 
     def sweep_ttl(self) -> int:
         """Remove every expired item now (views and log entries); returns how many.
 
         Writes already sweep a few each; this is for a store nobody writes to.
         """
-        return complete(self._core.sweep(), self._run)
+        return self._exec.complete(self._core.sweep())
 
     def compact(self, *, full: bool = False) -> Compaction:
         """Sweep expired items and repack the log now, instead of a step per write.
@@ -230,17 +245,11 @@ class ValkeyStore(_StoreConfig):
         needed for entries written before the views named them: rebuild such a store's
         views once first). Other processes may keep writing meanwhile.
         """
-        return complete(self._core.compact(full=full), self._run)
+        return self._exec.complete(self._core.compact(full=full))
 
     def close(self) -> None:
         """Save the vector index snapshot if it has unsaved entries."""
         self.save_vectors()
-
-    def batch(self, ops: Iterable[Op]) -> list[Result]:
-        return complete(self._core.batch(ops, time.time()), self._run)
-
-    async def abatch(self, ops: Iterable[Op]) -> list[Result]:
-        return await asyncio.get_running_loop().run_in_executor(None, self.batch, list(ops))
 
     def _run(self, step: Any) -> Any:
         if isinstance(step, EmbedDocuments):
@@ -251,7 +260,7 @@ class ValkeyStore(_StoreConfig):
         return self._log.run(step)
 
 
-class AsyncValkeyStore(_StoreConfig):
+class AsyncValkeyStore(_StoreShell, LoopBound):
     """The asyncio twin of :class:`ValkeyStore` (same arguments, awaitable methods).
 
     Its sync methods (``get``, ``put``, ...) work from any thread but the event loop's
@@ -276,10 +285,8 @@ class AsyncValkeyStore(_StoreConfig):
             wait=resolve_wait(client, wait_replicas, wait_timeout_ms, wait_aof),
         )
         self._configure(self._log, index, ttl)
-        try:
-            self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            self.loop = None
+        self._exec = OnLoop(self, self._run)
+        self.bind_loop()
 
     @classmethod
     @asynccontextmanager
@@ -347,32 +354,32 @@ class AsyncValkeyStore(_StoreConfig):
 
     async def setup(self) -> None:
         """Idempotent; loads the vector index (snapshot, then the log's tail) if any."""
-        await acomplete(self._core.setup(), self._run)
+        await self._exec.acomplete(self._core.setup())
 
     async def save_vectors(self, *, force: bool = False) -> bool:
         """Write the vector index snapshot now; False if nothing was written."""
-        return await acomplete(self._core.save_vectors(force=force), self._run)
+        return await self._exec.acomplete(self._core.save_vectors(force=force))
 
     async def sweep_ttl(self) -> int:
         """Remove every expired item now (views and log entries); returns how many."""
-        return await acomplete(self._core.sweep(), self._run)
+        return await self._exec.acomplete(self._core.sweep())
 
     async def compact(self, *, full: bool = False) -> Compaction:
         """Sweep expired items and repack the log now (see :meth:`ValkeyStore.compact`)."""
-        return await acomplete(self._core.compact(full=full), self._run)
+        return await self._exec.acomplete(self._core.compact(full=full))
 
     async def close(self) -> None:
         """Save the vector index snapshot if it has unsaved entries."""
         await self.save_vectors()
 
-    def batch(self, ops: Iterable[Op]) -> list[Result]:
-        loop = _loop_of(self)
-        return asyncio.run_coroutine_threadsafe(self.abatch(list(ops)), loop).result()
-
-    async def abatch(self, ops: Iterable[Op]) -> list[Result]:
-        if self.loop is None:
-            self.loop = asyncio.get_running_loop()
-        return await acomplete(self._core.batch(ops, time.time()), self._run)
+    def run_sync(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the store's loop and wait (what the sync methods do)."""
+        try:
+            loop = _loop_of(self)
+        except BaseException:
+            coro.close()
+            raise
+        return asyncio.run_coroutine_threadsafe(coro, loop).result()
 
     async def _run(self, step: Any) -> Any:
         if isinstance(step, EmbedDocuments):
