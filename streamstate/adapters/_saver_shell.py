@@ -28,47 +28,37 @@ from streamstate.adapters._checkpoints import next_version
 from streamstate.adapters._shell import Execution
 from streamstate.eventlog._drive import Flow
 
+# Short names for the protocol's signatures (the savers' methods spell them out).
+Config = RunnableConfig
+Serde = SerializerProtocol
+
 
 class SaverFlows(Protocol):
-    """One flow per saver method. The shell passes every argument positionally,
-    ``actor_id`` ``None`` for a saver without actors, and the saver's current ``serde``
-    (a clone from ``with_allowlist`` has its own)."""
+    """One flow per saver method, taking the method's arguments in order, then
+    ``serde`` where it reads or writes values. The shell passes every argument
+    positionally: ``actor_id`` is None for a saver without actors, and ``serde`` is the
+    saver's own (a clone from ``with_allowlist`` has its own)."""
 
-    def get_tuple_flow(
-        self, config: RunnableConfig, serde: SerializerProtocol, /
-    ) -> Flow[CheckpointTuple | None]: ...
+    def get_tuple_flow(self, config: Config, serde: Serde, /) -> Flow[CheckpointTuple | None]: ...
 
     def list_flow(
-        self,
-        config: RunnableConfig | None,
-        filter: dict[str, Any] | None,
-        before: RunnableConfig | None,
-        limit: int | None,
-        serde: SerializerProtocol,
-        /,
-    ) -> Flow[None]:
+        self, config: Config | None, filter: dict[str, Any] | None, before: Config | None,
+        limit: int | None, serde: Serde, /,
+    ) -> Flow[None]:  # fmt: skip
         """Emits the checkpoint tuples, newest first."""
         ...
 
     def put_flow(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-        serde: SerializerProtocol,
-        /,
-    ) -> Flow[RunnableConfig]: ...
+        self, config: Config, checkpoint: Checkpoint, metadata: CheckpointMetadata,
+        new_versions: ChannelVersions, serde: Serde, /,
+    ) -> Flow[Config]:  # fmt: skip
+        """Returns the config of the stored checkpoint."""
+        ...
 
     def put_writes_flow(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str,
-        serde: SerializerProtocol,
-        /,
-    ) -> Flow[None]: ...
+        self, config: Config, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str,
+        serde: Serde, /,
+    ) -> Flow[None]: ...  # fmt: skip
 
     def delete_thread_flow(self, thread_id: str, actor_id: str | None, /) -> Flow[None]: ...
 
@@ -79,53 +69,39 @@ class SaverFlows(Protocol):
     ) -> Flow[Any]: ...
 
     def prune_flow(
-        self,
-        thread_ids: Sequence[str],
-        strategy: str,
-        actor_id: str | None,
-        serde: SerializerProtocol,
-        /,
+        self, thread_ids: Sequence[str], strategy: str, actor_id: str | None, serde: Serde, /
     ) -> Flow[None]: ...
 
     def delta_flow(
-        self, config: RunnableConfig, channels: Sequence[str], serde: SerializerProtocol, /
+        self, config: Config, channels: Sequence[str], serde: Serde, /
     ) -> Flow[Mapping[str, DeltaChannelHistory]]: ...
 
 
+def _core_flow(name: str) -> Any:
+    def flow(self: CoreFlows, *args: Any) -> Flow[Any]:
+        return getattr(self.core, name)(*args)
+
+    flow.__name__ = flow.__qualname__ = name
+    return flow
+
+
 class CoreFlows:
-    """:class:`SaverFlows` over a core that has each flow under the protocol's name and
-    arguments: every method passes its arguments on. A backend whose core names or
-    shapes a flow otherwise overrides that method."""
+    """:class:`SaverFlows` over a core that has these flows under the protocol's names
+    and arguments: each passes its arguments on to the core's flow of the same name. A
+    backend whose core names or shapes a flow otherwise overrides it, and always
+    ``prune_flow`` (no core takes the protocol's arguments for it)."""
 
     def __init__(self, core: Any) -> None:
         self.core = core
 
-    def get_tuple_flow(self, *args: Any) -> Flow[CheckpointTuple | None]:
-        return self.core.get_tuple_flow(*args)
-
-    def list_flow(self, *args: Any) -> Flow[None]:
-        return self.core.list_flow(*args)
-
-    def put_flow(self, *args: Any) -> Flow[RunnableConfig]:
-        return self.core.put_flow(*args)
-
-    def put_writes_flow(self, *args: Any) -> Flow[None]:
-        return self.core.put_writes_flow(*args)
-
-    def delete_thread_flow(self, *args: Any) -> Flow[None]:
-        return self.core.delete_thread_flow(*args)
-
-    def delete_for_runs_flow(self, *args: Any) -> Flow[None]:
-        return self.core.delete_for_runs_flow(*args)
-
-    def copy_thread_flow(self, *args: Any) -> Flow[Any]:
-        return self.core.copy_thread_flow(*args)
-
-    def prune_flow(self, *args: Any) -> Flow[None]:
-        return self.core.prune_flow(*args)
-
-    def delta_flow(self, *args: Any) -> Flow[Mapping[str, DeltaChannelHistory]]:
-        return self.core.delta_flow(*args)
+    get_tuple_flow = _core_flow("get_tuple_flow")
+    list_flow = _core_flow("list_flow")
+    put_flow = _core_flow("put_flow")
+    put_writes_flow = _core_flow("put_writes_flow")
+    delete_thread_flow = _core_flow("delete_thread_flow")
+    delete_for_runs_flow = _core_flow("delete_for_runs_flow")
+    copy_thread_flow = _core_flow("copy_thread_flow")
+    delta_flow = _core_flow("delta_flow")
 
 
 class SaverShell(BaseCheckpointSaver[str]):
