@@ -1,7 +1,7 @@
 """The event-log contract over a core that writes every method as a flow.
 
-The AgentCore and Bedrock logs keep all their logic in a core whose flows are named
-after the contract (:class:`LogFlows`). The two shells below are the only code that
+The AgentCore, Bedrock and in-memory logs keep all their logic in a core whose flows
+are named after the contract (:class:`LogFlows`). The two shells below are the only code that
 runs those flows: a method body is one call to the core and one driver, written once
 for sync and once for async. A backend subclasses them and adds only its constructor.
 """
