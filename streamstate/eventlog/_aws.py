@@ -182,6 +182,25 @@ class Runner:
             pool.shutdown(wait=False)
 
 
+class SyncRunning:
+    """For a sync flow shell (``FlowEventLog``): ``run`` is its runner's."""
+
+    runner: Runner
+
+    def run(self, step: Any) -> Any:
+        return self.runner.run(step)
+
+
+class AsyncRunning:
+    """For an asyncio flow shell (``AsyncFlowEventLog``): ``run`` is its runner's, in
+    worker threads."""
+
+    runner: Runner
+
+    async def run(self, step: Any) -> Any:
+        return await self.runner.arun(step)
+
+
 def _read(clock: Clock) -> Any:
     return time.time_ns() // 1000 if clock.wall_us else time.monotonic()
 

@@ -903,7 +903,8 @@ class LogCore:
 
 
 class _AgentCoreShell:
-    """The constructor both AgentCore shells share; they differ only in ``run``."""
+    """The constructor both AgentCore shells share; they differ only in ``run``
+    (:class:`~streamstate.eventlog._aws.SyncRunning` or ``AsyncRunning``)."""
 
     def __init__(
         self,
@@ -916,10 +917,10 @@ class _AgentCoreShell:
     ) -> None:
         self.core = LogCore(memory_id, codec=codec, limits=limits, actor_id=actor_id)
         self.client = make_client(**boto3_kwargs)
-        self.runner = Runner(self.client)
+        self.runner: _aws.Runner = Runner(self.client)
 
 
-class AgentCoreEventLog(_AgentCoreShell, FlowEventLog[LogCore]):
+class AgentCoreEventLog(_AgentCoreShell, _aws.SyncRunning, FlowEventLog[LogCore]):
     """The event-log contract over AgentCore Memory, synchronous.
 
     Args:
@@ -931,12 +932,6 @@ class AgentCoreEventLog(_AgentCoreShell, FlowEventLog[LogCore]):
             ``config``, credentials...: see :func:`make_client`.
     """
 
-    def run(self, step: Any) -> Any:
-        return self.runner.run(step)
 
-
-class AsyncAgentCoreEventLog(_AgentCoreShell, AsyncFlowEventLog[LogCore]):
+class AsyncAgentCoreEventLog(_AgentCoreShell, _aws.AsyncRunning, AsyncFlowEventLog[LogCore]):
     """The asyncio twin of :class:`AgentCoreEventLog` (boto3 calls run in worker threads)."""
-
-    async def run(self, step: Any) -> Any:
-        return await self.runner.arun(step)

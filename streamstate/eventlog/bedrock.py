@@ -61,7 +61,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, ClassVar
+from typing import Any
 
 from streamstate.errors import (
     BackendError,
@@ -815,7 +815,7 @@ class BedrockLogCore:
             raise CodecError(
                 f"invalid base64 payload: {exc}", session=sid, entry_id=entry_id, stage="base64"
             ) from exc
-        event = self.codec.decode(raw, Event, session=sid, entry_id=entry_id)
+        event: Event = self.codec.decode(raw, Event, session=sid, entry_id=entry_id)
         self.clock.observe(_id_us(entry_id))
         return LogEntry(entry_id, event)
 
@@ -1163,9 +1163,8 @@ class BedrockLogCore:
 
 
 class _BedrockShell:
-    """The constructor both Bedrock shells share; each names its runner class."""
-
-    runner_class: ClassVar[type[SyncRunner] | type[AsyncRunner]]
+    """The constructor both Bedrock shells share; they differ only in ``run``
+    (:class:`~streamstate.eventlog._aws.SyncRunning` or ``AsyncRunning``)."""
 
     def __init__(
         self,
@@ -1177,10 +1176,10 @@ class _BedrockShell:
     ) -> None:
         self.client = client
         self.core = core or BedrockLogCore(codec, **kwargs)
-        self.run = self.runner_class(client)
+        self.runner: _aws.Runner = SyncRunner(client)
 
 
-class BedrockEventLog(_BedrockShell, FlowEventLog[BedrockLogCore]):
+class BedrockEventLog(_BedrockShell, _aws.SyncRunning, FlowEventLog[BedrockLogCore]):
     """The event-log contract over Bedrock sessions, synchronously.
 
     Methods keep the semantics of :mod:`streamstate.eventlog.contract`, with the
@@ -1198,10 +1197,6 @@ class BedrockEventLog(_BedrockShell, FlowEventLog[BedrockLogCore]):
         **kwargs: Passed to :class:`BedrockLogCore` when ``core`` is not given.
     """
 
-    runner_class = SyncRunner
 
-
-class AsyncBedrockEventLog(_BedrockShell, AsyncFlowEventLog[BedrockLogCore]):
+class AsyncBedrockEventLog(_BedrockShell, _aws.AsyncRunning, AsyncFlowEventLog[BedrockLogCore]):
     """The asyncio twin of :class:`BedrockEventLog` (same arguments and methods)."""
-
-    runner_class = AsyncRunner
