@@ -16,6 +16,14 @@ One directory has at most one server, whatever the timing:
   server is only claimed once it answered ``INFO`` with that pid, so a server on a port
   that some other process holds is never taken (or stopped) for this directory's.
 
+The two lock files stay in the directory once made, also after a start that failed:
+they are empty, and a file lock is held by a process, not by the file (``flock`` locks
+go with the descriptor, so one left by a failed or killed process holds nothing). Their
+presence says nothing about a server: ``running.lock`` being *locked* does, and a failed
+start removes ``server.json``, so the next command finds no server and the next start
+starts one. Deleting a lock file is what would matter: a process already waiting on the
+old file and one opening a new file of the same name would each hold "the" lock.
+
 The directory is private (0700, its files 0600: valkey-server runs with umask 077), and
 the server requires a password, generated at the first start and kept in the directory's
 ``password`` file (0600); :attr:`EmbeddedServer.url` carries it, and every process that
@@ -315,7 +323,9 @@ class EmbeddedServer:
     @contextlib.contextmanager
     def _locked(self, *, create: bool = True, shared: bool = False) -> Iterator[bool]:
         """Hold ``server.lock``. Without ``create`` nothing is created: False when no
-        server was ever started in the directory (no lock file)."""
+        start was ever tried in the directory (no lock file). The file outlives every
+        holder, a failed start's included (see the module docstring): only holding its
+        lock means anything."""
         fd: int | None = None
         with _dir_errors(self.data_dir):
             if create:
