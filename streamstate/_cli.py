@@ -8,8 +8,10 @@ checkpoint, bad arguments), reported as one line on stderr, never a traceback.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -20,12 +22,23 @@ from typing import Annotated, Any, NoReturn
 from urllib.parse import urlsplit
 
 import typer
-from rich.console import Console
 from rich.markup import escape as markup_escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.tree import Tree
 
+from streamstate._render import (
+    KEYS_NOTE,
+    PIPE_WIDTH,
+    entry_lines,
+    history_table,
+    memory_line,
+    own_writes,
+    plural,
+    print_line,
+    state_tree,
+    stats_table,
+)
+from streamstate._render import human_bytes as _human_bytes  # noqa: F401 - for commands that print sizes
+from streamstate._render import make_console as _console
+from streamstate._render import progress as _progress
 from streamstate.errors import BackendUnavailable, ConfigError, StreamstateError
 
 app = typer.Typer(
@@ -34,7 +47,9 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # help text is rich markup (prose wraps; see _tidy_help), and -h is --help everywhere
     rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 # -- shared options ------------------------------------------------------------------------
@@ -43,6 +58,7 @@ UrlOpt = Annotated[
     str | None,
     typer.Option(
         "--url",
+        metavar="URL",
         help="Valkey URL (valkey://, valkeys://, redis://, rediss://, unix://). "
         "Default: $STREAMSTATE_URL, else the embedded server.",
         show_default=False,
@@ -51,20 +67,28 @@ UrlOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 ActorOpt = Annotated[
     str | None,
-    typer.Option("--actor", help="AgentCore actor id: the session is (a, ACTOR, SESSION)."),
+    typer.Option(
+        "--actor", metavar="ACTOR", help="AgentCore actor id: the session is (a, ACTOR, SESSION)."
+    ),
 ]
-NsOpt = Annotated[str, typer.Option("--ns", help="Checkpoint namespace ('' is the root graph).")]
+NsOpt = Annotated[
+    str, typer.Option("--ns", metavar="NS", help="Checkpoint namespace ('' is the root graph).")
+]
 SessionArg = Annotated[
     str, typer.Argument(metavar="SESSION", help="Thread id (the session ('t', SESSION)).")
 ]
 _TIME_HELP = "ISO 8601 (naive: local time), or a duration ago: 90s, 30m, 2h, 1d."
 SinceOpt = Annotated[
     str | None,
-    typer.Option("--since", help=f"Made at or after: {_TIME_HELP}", show_default=False),
+    typer.Option(
+        "--since", metavar="TIME", help=f"Made at or after: {_TIME_HELP}", show_default=False
+    ),
 ]
 UntilOpt = Annotated[
     str | None,
-    typer.Option("--until", help=f"Made at or before: {_TIME_HELP}", show_default=False),
+    typer.Option(
+        "--until", metavar="TIME", help=f"Made at or before: {_TIME_HELP}", show_default=False
+    ),
 ]
 
 
@@ -156,28 +180,6 @@ def _audit(settings: Settings) -> Iterator[Any]:
         raise BackendUnavailable(f"cannot reach {redact_url(url)}: {exc}") from exc
 
 
-def _console() -> Console:
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        # Piped output: wide enough that tables do not fold checkpoint ids.
-        console = Console(highlight=False, width=max(console.width, 160))
-    return console
-
-
-def _progress() -> Progress:
-    """A progress bar on stderr (stdout stays clean for --json); silent when not a terminal."""
-    console = Console(stderr=True)
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    )
-
-
 def _emit_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
     sys.stdout.flush()
@@ -189,121 +191,23 @@ def _session(thread: str, actor: str | None) -> tuple[str, ...]:
     return session_of(thread, actor)
 
 
-# -- rendering (shared with the demo) ---------------------------------------------------------
+def _checkpoint(audit: Any, session: tuple[str, ...], ref: str | None, ns: str) -> str | None:
+    """The checkpoint id ``ref`` names: the id, a unique head or tail of it (tables show
+    tails), or ``@TIME``; ``None`` stays ``None`` (the newest)."""
+    from streamstate.inspect import _resolve
 
-
-def short(value: str | None, keep: int = 8) -> str:
-    """The tail of an id: enough to tell checkpoints apart in a table."""
-    if not value:
-        return "-"
-    return value if len(value) <= keep + 1 else "…" + value[-keep:]
-
-
-def ns_label(ns: str) -> str:
-    if not ns:
-        return "(root)"
-    node, _, task = ns.partition(":")
-    return f"{node}:{short(task)}" if task else node
-
-
-def preview(value: Any, width: int = 100) -> str:
-    """One line describing a decoded value (messages by role and content)."""
-    from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
-
-    if isinstance(value, AIMessage) and value.tool_calls:
-        calls = ", ".join(
-            f"{c['name']}({', '.join(f'{k}={v!r}' for k, v in c['args'].items())})"
-            for c in value.tool_calls
-        )
-        text = f"ai → {calls}"
-    elif isinstance(value, ToolMessage):
-        text = f"tool {value.name}: {value.content}"
-    elif isinstance(value, BaseMessage):
-        text = f"{value.type}: {value.content}"
-    elif isinstance(value, list) and value and all(isinstance(v, BaseMessage) for v in value):
-        shown = value if len(value) <= 3 else value[-1:]
-        more = "" if len(value) <= 3 else f"[{len(value)} messages, the last] "
-        text = more + " | ".join(preview(v, width) for v in shown)
-    else:
-        text = repr(value)
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def history_table(rows: Sequence[Any], title: str) -> Table:
-    """The history of a thread: one row per checkpoint, newest first."""
-    number = {r.checkpoint_id: len(rows) - i for i, r in enumerate(rows)}
-    table = Table(title=title, title_justify="left")
-    table.add_column("#", justify="right")
-    table.add_column("checkpoint id", no_wrap=True)
-    table.add_column("ns", no_wrap=True)
-    table.add_column("step", justify="right")
-    table.add_column("source")
-    table.add_column("node writes (that made it)")
-    table.add_column("parent", no_wrap=True)
-    for r in rows:
-        writes = "; ".join(f"{node} → {', '.join(chs)}" for node, chs in r.writes.items())
-        parent = f"#{number[r.parent_id]}" if r.parent_id in number else short(r.parent_id)
-        table.add_row(
-            str(number[r.checkpoint_id]),
-            r.checkpoint_id,
-            ns_label(r.ns),
-            "" if r.step is None else str(r.step),
-            r.source or "",
-            markup_escape(writes),
-            parent,
-        )
-    return table
-
-
-def state_tree(tup: Any, title: str) -> Tree:
-    """A checkpoint tuple as a tree: metadata, channel values, pending writes."""
-    conf = tup.config["configurable"]
-    parent = (tup.parent_config or {}).get("configurable", {}).get("checkpoint_id")
-    tree = Tree(
-        f"[bold]{markup_escape(title)}[/]  checkpoint {conf['checkpoint_id']}  "
-        f"ns {ns_label(conf.get('checkpoint_ns', ''))}  parent {parent or '-'}"
-    )
-    meta = tree.add("metadata")
-    for key, value in sorted((tup.metadata or {}).items()):
-        meta.add(markup_escape(f"{key} = {preview(value)}"))
-    values = tree.add("channel values")
-    for channel, value in sorted(tup.checkpoint.get("channel_values", {}).items()):
-        if isinstance(value, list) and len(value) > 1:
-            node = values.add(markup_escape(f"{channel} ({len(value)} items)"))
-            for item in value:
-                node.add(markup_escape(preview(item)))
-        else:
-            values.add(markup_escape(f"{channel} = {preview(value)}"))
-    writes = tree.add(f"pending writes ({len(tup.pending_writes or [])})")
-    for task_id, channel, value in tup.pending_writes or []:
-        writes.add(markup_escape(f"task {short(task_id)}  {channel} = {preview(value, 80)}"))
-    return tree
-
-
-def entry_line(d: dict[str, Any]) -> str:
-    """One tail line from an entry described with its decoded values (``render=lambda v: v``)."""
-    kind = d["type"]
-    if kind == "checkpoint":
-        return (
-            f"{d['id']}  checkpoint  ns={ns_label(d['ns'])}  {d['checkpoint_id']}  "
-            f"step={d['step']} {d['source']}  parent={short(d['parent_id'])}  "
-            f"channels: {', '.join(d['channels']) or '-'}"
-        )
-    if kind == "writes":
-        parts = [f"{w['channel']}={preview(w['value'], 60)}" for w in d["writes"]]
-        return (
-            f"{d['id']}  writes      ns={ns_label(d['ns'])}  {d['checkpoint_id']}  "
-            f"node={d['node']}  {'; '.join(parts)}"
-        )
-    if kind == "item_put":
-        return f"{d['id']}  item put    {'/'.join(d['namespace'])} {d['key']} ({d['bytes']} B)"
-    return f"{d['id']}  item del    {'/'.join(d['namespace'])} {d['key']}"
+    if ref is None or len(ref) == 36:
+        # the newest, or a whole id: the command's own lookup reports a miss without
+        # reading the whole log a second time
+        return ref
+    return _resolve(audit.fold(session), ref, ns)
 
 
 def _fail(code: int) -> NoReturn:
     raise typer.Exit(code)
 
+
+_CHECKPOINT_HELP = "a unique head or tail of one (as tables show it), or @TIME"
 
 # -- commands ---------------------------------------------------------------------------------
 
@@ -311,7 +215,9 @@ def _fail(code: int) -> NoReturn:
 @app.command()
 def demo(
     ctx: typer.Context,
-    sessions: Annotated[int, typer.Option("--sessions", min=1, max=50, help="Threads to run.")] = 5,
+    sessions: Annotated[
+        int, typer.Option("--sessions", metavar="N", min=1, max=50, help="Threads to run.")
+    ] = 5,
     url: UrlOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -333,34 +239,59 @@ def tail(
     ctx: typer.Context,
     session: SessionArg,
     follow: Annotated[
-        bool, typer.Option("--follow", "-f", help="Keep waiting for events.")
+        bool, typer.Option("--follow", "-f", help="Keep waiting for new events.")
     ] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout",
+            metavar="SECONDS",
+            min=0.1,
+            help="With --follow: stop after this long without a new event.",
+            show_default=False,
+        ),
+    ] = None,
     from_id: Annotated[
         str,
         typer.Option(
             "--from",
+            metavar="ID",
             help="Start after this entry id ('0': the beginning, '$': new only); with "
             "--group, where a new group starts.",
         ),
     ] = "0",
     group: Annotated[
         str | None,
-        typer.Option("--group", help="Read as a consumer group: acknowledge what was printed."),
+        typer.Option(
+            "--group",
+            metavar="GROUP",
+            help="Read as a consumer group: acknowledge what was printed.",
+        ),
     ] = None,
     consumer: Annotated[
         str | None,
-        typer.Option("--consumer", help="Consumer name in --group (default: host name)."),
+        typer.Option(
+            "--consumer", metavar="NAME", help="Consumer name in --group (default: host name)."
+        ),
     ] = None,
     actor: ActorOpt = None,
     url: UrlOpt = None,
     json_out: JsonOpt = False,
     fmt: Annotated[
         str | None,
-        typer.Option("--format", help="jsonl: one JSON object per event (as --json), for pipes."),
+        typer.Option(
+            "--format",
+            metavar="FORMAT",
+            help="text (default), or jsonl: one JSON object per event (as --json), for pipes.",
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
-    """Print a session's events, decoded, as they happen (one JSON object per line with
-    --json or --format jsonl).
+    """Print a session's events, decoded, oldest first; --follow waits for new ones.
+
+    Each event is a line naming its entry id, kind and checkpoint (ids by their tails),
+    then indented lines with what it carries: channels, each write. --json or
+    --format jsonl prints one JSON object per event instead, ids whole.
 
     With --group the tail is an at-least-once audit consumer: an event is acknowledged
     after it is printed, and a restarted consumer prints its unacknowledged events first.
@@ -379,6 +310,7 @@ def tail(
             from_id=from_id,
             group=group,
             consumer=consumer,
+            idle_timeout=timeout,
         )
         try:
             for entry in entries:
@@ -386,7 +318,8 @@ def tail(
                     _emit_json(describe_entry(entry, audit.serde, sess))
                 else:
                     described = describe_entry(entry, audit.serde, sess, render=lambda v: v)
-                    console.print(markup_escape(entry_line(described)), soft_wrap=True)
+                    for text in entry_lines(described):
+                        print_line(console, text)
                     console.file.flush()
         finally:
             close = getattr(entries, "close", None)
@@ -399,16 +332,24 @@ def history(
     ctx: typer.Context,
     session: SessionArg,
     ns: Annotated[
-        str | None, typer.Option("--ns", help="Only this namespace ('' is the root graph).")
+        str | None,
+        typer.Option("--ns", metavar="NS", help="Only this namespace ('' is the root graph)."),
     ] = None,
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Newest N only.")] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", metavar="N", min=1, help="Newest N only.")
+    ] = None,
     since: SinceOpt = None,
     until: UntilOpt = None,
     actor: ActorOpt = None,
     url: UrlOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """List a thread's checkpoints, newest first, from its log."""
+    """List a thread's checkpoints, newest first, from its log.
+
+    Each row shows the writes that made the checkpoint: for a step of the graph, those
+    of the tasks run from its parent; for an update_state, the update's; none for an
+    input or a fork (a copy).
+    """
     import dataclasses
 
     from streamstate import inspect
@@ -418,9 +359,10 @@ def history(
         sess = _session(session, actor)
         rows = inspect.history(audit, sess, ns=ns, since=since, until=until, limit=limit)
     if s.json:
-        _emit_json([dataclasses.asdict(r) for r in rows])
+        _emit_json([dataclasses.asdict(r) | {"writes": own_writes(r)} for r in rows])
         return
-    _console().print(history_table(rows, f"history of {session} ({len(rows)} checkpoints)"))
+    title = f"history of {session} ({plural(len(rows), 'checkpoint')})"
+    _console().print(history_table(rows, title))
 
 
 @app.command()
@@ -430,7 +372,9 @@ def show(
     checkpoint: Annotated[
         str | None,
         typer.Argument(
-            metavar="CHECKPOINT", help="Checkpoint id (default: the newest).", show_default=False
+            metavar="CHECKPOINT",
+            help=f"Checkpoint id, {_CHECKPOINT_HELP} (default: the newest).",
+            show_default=False,
         ),
     ] = None,
     ns: NsOpt = "",
@@ -438,6 +382,7 @@ def show(
         str | None,
         typer.Option(
             "--at",
+            metavar="TIME",
             help="The checkpoint current at this time (ISO 8601, or 2h: that long ago).",
             show_default=False,
         ),
@@ -452,26 +397,38 @@ def show(
 
     s = _settings(ctx, url, json_out)
     with _audit(s) as audit:
-        tup = inspect.show(audit, _session(session, actor), checkpoint, at=at, ns=ns)
+        sess = _session(session, actor)
+        tup = inspect.show(audit, sess, _checkpoint(audit, sess, checkpoint, ns), at=at, ns=ns)
     if s.json:
         _emit_json(describe_tuple(tup))
         return
     _console().print(state_tree(tup, f"thread {session}"))
 
 
+ToOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--to",
+        metavar="ID",
+        help=f"Checkpoint id, {_CHECKPOINT_HELP} (default: the newest).",
+        show_default=False,
+    ),
+]
+
+
 @app.command()
 def replay(
     ctx: typer.Context,
     session: SessionArg,
-    to: Annotated[
-        str | None,
-        typer.Option(
-            "--to", help="Checkpoint id to rebuild (default: the newest).", show_default=False
-        ),
-    ] = None,
+    to: ToOpt = None,
     fork: Annotated[
         str | None,
-        typer.Option("--fork", help="Also start this new thread at the checkpoint."),
+        typer.Option(
+            "--fork",
+            metavar="NEW",
+            help="Also start thread NEW at the checkpoint (as the fork command does).",
+            show_default=False,
+        ),
     ] = None,
     ns: NsOpt = "",
     actor: ActorOpt = None,
@@ -481,7 +438,7 @@ def replay(
     """Rebuild the state at a checkpoint from the log alone, print it, optionally fork there.
 
     The rebuilt state is then compared with the live view (get_tuple); exit 1 if they
-    differ.
+    differ. See fork --help for what a fork carries.
     """
     from streamstate.audit import describe_tuple
 
@@ -489,7 +446,7 @@ def replay(
     console = _console()
     with _audit(s) as audit:
         sess = _session(session, actor)
-        state = audit.replay(sess, to, ns=ns)
+        state = audit.replay(sess, _checkpoint(audit, sess, to, ns), ns=ns)
         cid = state.config["configurable"]["checkpoint_id"]
         matches = audit.show(sess, cid, ns=ns) == state
         fork_config = audit.fork(sess, cid, fork, ns=ns) if fork else None
@@ -502,17 +459,58 @@ def replay(
         console.print(state_tree(state, f"replayed {session} from its log"))
         mark = "[green]✓[/]" if matches else "[red]✗[/]"
         console.print(f"{mark} live view (get_tuple) {'agrees' if matches else 'DIFFERS'}")
-        if fork_config is not None:
+        if fork is not None and fork_config is not None:
             console.print(f"[green]✓[/] forked {markup_escape(fork)} at checkpoint {cid}")
     if not matches:
         _fail(1)
 
 
 @app.command()
+def fork(
+    ctx: typer.Context,
+    session: SessionArg,
+    new: Annotated[
+        str, typer.Argument(metavar="NEW", help="The new thread id (it must not exist yet).")
+    ],
+    to: ToOpt = None,
+    ns: NsOpt = "",
+    actor: ActorOpt = None,
+    url: UrlOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Start thread NEW at a checkpoint of SESSION (default: its newest).
+
+    NEW gets SESSION's log up to the checkpoint, in one atomic append: the same state,
+    checkpoint ids, parents and history. It gets none of the pending writes recorded at
+    the checkpoint (an interrupt, the human's resume answer, the writes of tasks run from
+    it), as LangGraph's own fork (update_state) leaves them behind: resuming NEW runs the
+    next step again, and an interrupt() there asks again instead of reusing the answer
+    given on SESSION.
+
+    Retrying the same fork is harmless; a NEW that already exists is an error.
+    """
+    s = _settings(ctx, url, json_out)
+    with _audit(s) as audit:
+        sess = _session(session, actor)
+        config = audit.fork(sess, _checkpoint(audit, sess, to, ns), new, ns=ns)
+    conf = config["configurable"]
+    if s.json:
+        _emit_json({"fork": conf, "from": {"session": list(sess), "checkpoint_ns": ns}})
+        return
+    console = _console()
+    console.print(f"[green]✓[/] forked {markup_escape(new)}")
+    console.print(f"  from {markup_escape(session)} at checkpoint {conf['checkpoint_id']}")
+    console.print("  without its pending writes: resuming the fork runs the next step again")
+
+
+@app.command()
 def rebuild(
     ctx: typer.Context,
     session: Annotated[
-        str | None, typer.Option("--session", help="Only this thread (default: every session).")
+        str | None,
+        typer.Option(
+            "--session", metavar="THREAD", help="Only this thread (default: every session)."
+        ),
     ] = None,
     verify: Annotated[
         bool,
@@ -566,7 +564,8 @@ def rebuild(
                 _fail(1)
             return
         entries = sum(r.entries for r in done)
-        console.print(f"rebuilt {len(done)} sessions from {entries} log entries")
+        read = plural(entries, "log entry", "log entries")
+        console.print(f"rebuilt {plural(len(done), 'session')} from {read}")
         for r in skipped:
             mark = "[red]✗[/]" if r.trimmed or r.unreadable else "-"
             console.print(f"{mark} skipped {markup_escape(session_label(r.session))}: {r.skipped}")
@@ -591,16 +590,20 @@ def rebuild(
         n = len(report.checked)
         if report.ok:
             console.print(
-                f"[green]✓[/] {n} sessions: the live views equal the views rebuilt from the logs"
+                f"[green]✓[/] {plural(n, 'session')}: the live views equal the views rebuilt from"
+                " the logs"
             )
         else:
             bad = len({d.session for d in report.differences})
             console.print(
-                f"[red]✗[/] {len(report.differences)} differences in {bad} of {n} sessions"
+                f"[red]✗[/] {plural(len(report.differences), 'difference')} in {bad} of"
+                f" {plural(n, 'session')}"
             )
         if report.skipped:
             names = ", ".join(session_label(x) for x in report.skipped[:5])
-            console.print(f"skipped {len(report.skipped)} sessions with no known views ({names})")
+            console.print(
+                f"skipped {plural(len(report.skipped), 'session')} with no known views ({names})"
+            )
     if not report.ok:
         _fail(1)
 
@@ -681,7 +684,7 @@ def migrate(
         )
     else:
         console.print(
-            f"migrated {len(report.migrated)} threads to key layout 2; "
+            f"migrated {plural(len(report.migrated), 'thread')} to key layout 2; "
             f"dropped {report.registries_dropped} layout-1 registries"
         )
         for session, reason in report.failed:
@@ -690,23 +693,17 @@ def migrate(
         _fail(1)
 
 
-def _human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"  # pragma: no cover
-
-
 @app.command()
 def stats(
     ctx: typer.Context,
-    session: Annotated[str | None, typer.Option("--session", help="Only this thread.")] = None,
+    session: Annotated[
+        str | None, typer.Option("--session", metavar="THREAD", help="Only this thread.")
+    ] = None,
     actor: ActorOpt = None,
     url: UrlOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Sessions, events and bytes per session (MEMORY USAGE), and server memory."""
+    """Sessions by size: events, bytes (MEMORY USAGE) and largest keys; server memory."""
     from streamstate.audit import session_label
 
     s = _settings(ctx, url, json_out)
@@ -722,9 +719,6 @@ def stats(
         "mem_fragmentation_ratio",
     )
     memory = {k: report.memory[k] for k in memory_keys if k in report.memory}
-    shown = {k: v for k, v in memory.items() if k not in ("used_memory", "used_memory_dataset")}
-    if "used_memory_dataset" in memory:
-        shown["used_memory_dataset"] = _human_bytes(int(memory["used_memory_dataset"]))
     if s.json:
         _emit_json(
             {
@@ -742,26 +736,9 @@ def stats(
         )
         return
     console = _console()
-    table = Table(title=f"{len(report.sessions)} sessions", title_justify="left")
-    table.add_column("session")
-    table.add_column("events", justify="right")
-    table.add_column("bytes", justify="right")
-    table.add_column("largest keys")
-    for r in sorted(report.sessions, key=lambda r: -r.bytes):
-        top = sorted(r.keys.items(), key=lambda kv: -kv[1])[:3]
-        table.add_row(
-            markup_escape(session_label(r.session)),
-            str(r.events),
-            _human_bytes(r.bytes),
-            ", ".join(f"{k} {_human_bytes(v)}" for k, v in top),
-        )
-    table.add_section()
-    table.add_row("total", str(report.events), _human_bytes(report.bytes), "")
-    console.print(table)
-    console.print(
-        "server memory: " + ", ".join(f"{k.removesuffix('_human')} {v}" for k, v in shown.items()),
-        soft_wrap=True,
-    )
+    console.print(stats_table(report, session_label, console.width))
+    console.print(memory_line(report.memory))
+    console.print(f"[dim]{markup_escape(KEYS_NOTE)}[/]")
 
 
 @app.command()
@@ -1068,9 +1045,37 @@ def import_(
 # -- entry point ------------------------------------------------------------------------------
 
 
+HELP_OPTION_NAMES = ["-h", "--help"]
+
+
+def _reflow(text: str) -> str:
+    """Each paragraph of a docstring on one line, for rich to wrap to the terminal's width
+    (a paragraph starting with \\b is kept as written); ``literals`` lose their quotes."""
+    paragraphs = re.sub(r"``([^`]+)``", r"\1", inspect.cleandoc(text)).split("\n\n")
+    return "\n\n".join(p if p.startswith("\b") else " ".join(p.split()) for p in paragraphs)
+
+
+def _tidy_help(command: Any) -> None:
+    """Help as people read it: docstrings reflowed, no ``<bool>`` after a flag (a flag
+    takes no value), for the command and every subcommand."""
+    if command.help:
+        command.help = _reflow(command.help)
+    ctx = typer.Context(command, help_option_names=HELP_OPTION_NAMES)
+    for param in [*command.params, command.get_help_option(ctx)]:
+        if param is not None and getattr(param, "is_flag", False):
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _tidy_help(sub)
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code; errors become one line on stderr and code 2."""
+    if not os.environ.get("COLUMNS") and not sys.stdout.isatty():
+        # written to a pipe or a file: 80 columns for every console (help and errors
+        # included), never the width of whatever terminal stdin happens to be
+        os.environ["COLUMNS"] = str(PIPE_WIDTH)
     command = typer.main.get_command(app)
+    _tidy_help(command)
     try:
         command.main(
             args=list(argv) if argv is not None else sys.argv[1:],

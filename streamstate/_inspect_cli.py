@@ -1,6 +1,7 @@
 """Rendering of ``streamstate threads`` and ``streamstate diff`` for people (rich).
 
-Kept apart from :mod:`streamstate._cli` so the command functions there stay short. Every
+Kept apart from :mod:`streamstate._cli` so the command functions there stay short; the
+helpers shared with the other commands are in :mod:`streamstate._render`. Every
 line fits the console's width (80 columns included): long values are cut with ``…``,
 ids are shown by their tails, as ``history`` shows them.
 """
@@ -14,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from streamstate._render import human_bytes, ns_label, preview, short
 from streamstate.inspect import ChannelChange, CheckpointDiff, TaskWrites, ThreadPage
 
 
@@ -32,8 +34,6 @@ def threads_table(page: ThreadPage, width: int = 80) -> Table:
 
     ``width``: the console's; a long thread id is cut to fit (``--json`` has it whole).
     """
-    from streamstate._cli import _human_bytes
-
     shown = len(page.threads)
     span = f"{page.offset + 1}-{page.offset + shown}" if shown else "none"
     title = f"threads {span} of {page.total:,}, by {page.sort}"
@@ -51,7 +51,7 @@ def threads_table(page: ThreadPage, width: int = 80) -> Table:
             _local(t.last_activity),
             "?" if t.checkpoints is None else str(t.checkpoints),
             "?" if t.events is None else str(t.events),
-            "?" if t.bytes is None else _human_bytes(t.bytes),
+            "?" if t.bytes is None else human_bytes(t.bytes),
         )
     return table
 
@@ -73,8 +73,6 @@ def _line(console: Console, text: str, indent: int = 0) -> None:
 
 
 def _point(label: str, entry: Any) -> str:
-    from streamstate._cli import short
-
     if entry is None:
         return f"{label} (none)"
     step = "" if entry.step is None else f" step {entry.step}"
@@ -82,8 +80,6 @@ def _point(label: str, entry: Any) -> str:
 
 
 def _channel_line(c: ChannelChange, width: int) -> str:
-    from streamstate._cli import preview
-
     if c.messages is not None:
         counts: dict[str, int] = {}
         for m in c.messages:
@@ -99,8 +95,6 @@ def _channel_line(c: ChannelChange, width: int) -> str:
 
 
 def _message_line(m: Any, width: int) -> str:
-    from streamstate._cli import preview
-
     mark = {"appended": "+", "inserted": "+", "removed": "-"}.get(m.change, "~")
     value = m.before if m.change == "removed" else m.after
     kind = {"appended": "", "removed": ""}.get(m.change, f"{m.change} ")
@@ -109,16 +103,12 @@ def _message_line(m: Any, width: int) -> str:
 
 
 def _task_line(t: TaskWrites) -> str:
-    from streamstate._cli import short
-
     channels = ", ".join(dict.fromkeys(c for c, _v in t.writes))
     return f"{t.node} (task {short(t.task_id)}, from {short(t.checkpoint_id)}): {channels}"
 
 
 def print_diff(console: Console, d: CheckpointDiff) -> None:
     """A diff as short sections: channels, messages, metadata, tasks, interrupts."""
-    from streamstate._cli import ns_label, preview, short
-
     width = max(40, console.width)
     thread = "/".join(d.thread.session[1:])  # actor/thread for an AgentCore thread
     _line(console, f"thread {thread}, namespace {ns_label(d.ns)}")

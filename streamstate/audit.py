@@ -8,9 +8,9 @@ session ``("a", actor_id, thread_id)``) or a raw session tuple such as ``("t", "
 
 ``replay`` never reads a projection: it folds the thread's log entries into a fresh
 in-memory state (:class:`ThreadFold`), so comparing it with ``get_tuple`` checks the
-views against the log. ``fork`` copies the log of a thread up to a checkpoint (plus that
-checkpoint's pending writes) into a new thread in one atomic append, so ``get_tuple``
-on the fork returns exactly the replayed state.
+views against the log. ``fork`` copies the log of a thread up to a checkpoint into a new
+thread in one atomic append, so ``get_tuple`` on the fork returns the replayed state
+without the checkpoint's pending writes (as LangGraph's own fork leaves them behind).
 
 Errors: an unknown session or checkpoint raises :class:`~streamstate.errors.NotFound`,
 an unreachable server :class:`~streamstate.errors.BackendUnavailable`, a fork onto an
@@ -333,7 +333,7 @@ class ThreadFold:
         return out
 
     def fork_events(self, ns: str, checkpoint_id: str) -> list[Event]:
-        """The log up to the checkpoint, then the checkpoint's own pending writes."""
+        """The log up to the checkpoint, without the checkpoint's own pending writes."""
         entry_id, _cp = self.checkpoints[(ns, checkpoint_id)]
         cut = _id_key(entry_id)
         mine = (ns, checkpoint_id)
@@ -341,7 +341,7 @@ class ThreadFold:
             e.event
             for e in self.entries
             if _id_key(e.id) <= cut
-            or (isinstance(e.event, WritesPut) and (e.event.ns, e.event.checkpoint_id) == mine)
+            and not (isinstance(e.event, WritesPut) and (e.event.ns, e.event.checkpoint_id) == mine)
         ]
 
 
@@ -661,10 +661,18 @@ class ValkeyAudit:
     ) -> RunnableConfig:
         """Start ``new_thread`` at a checkpoint of ``thread``; returns the fork's config.
 
-        The fork receives the source log up to that checkpoint and the checkpoint's
-        pending writes, in one atomic append: ``get_tuple`` on it returns what
-        :meth:`replay` returns for the source (with the new thread id), and its history
-        keeps the parent links. A retried fork is a no-op.
+        The fork receives the source log up to that checkpoint, in one atomic append:
+        ``get_tuple`` on it returns what :meth:`replay` returns for the source (with the
+        new thread id) less the pending writes, and its history keeps the parent links.
+        A retried fork is a no-op.
+
+        The pending writes recorded at the checkpoint stay behind, as they do when
+        LangGraph forks a checkpoint (``update_state``): they belong to the source's run
+        from it, and carried over they would finish the fork's next step with the
+        source's results. An interrupt's ``__resume__`` answer most of all: resuming the
+        fork would silently reuse the source's human answer. Without them, resuming the
+        fork (``invoke(None, config)``, with or without the checkpoint id) runs the next
+        step again, and an ``interrupt()`` there interrupts again.
 
         Raises:
             NotFound: The source thread or the checkpoint does not exist.

@@ -20,7 +20,9 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
+from streamstate._render import history_table, progress, short, state_tree
 from streamstate.adapters.valkey_saver import ValkeySaver
 from streamstate.audit import CLI_RETRY, ValkeyAudit
 from streamstate.connection import client_from_url, redact_url
@@ -39,8 +41,12 @@ class Claims:
     def check(self, ok: bool, claim: str) -> bool:
         self.made.append((ok, claim))
         if not self.quiet:
-            mark = "[green]✓[/]" if ok else "[red]✗[/]"
-            self.console.print(f"{mark} {escape(claim)}", soft_wrap=True)
+            # a long claim wraps under itself, not under its mark
+            row = Table.grid(padding=(0, 1))
+            row.add_column(no_wrap=True)
+            row.add_column()
+            row.add_row("[green]✓[/]" if ok else "[red]✗[/]", escape(claim))
+            self.console.print(row)
         return ok
 
     @property
@@ -83,8 +89,6 @@ def run_demo(
         json_out: Print one JSON document at the end instead of rich output.
         console: Where rich output goes.
     """
-    from streamstate._cli import _progress, history_table, short, state_tree
-
     console = console or Console()
     claims = Claims(console, quiet=json_out)
     say = (lambda *a, **k: None) if json_out else console.print
@@ -109,7 +113,7 @@ def run_demo(
         # 1. The agent, over several threads: tools in a subgraph, then a human review.
         paused, resumed, answered = [], [], []
 
-        with _progress() as bar:
+        with progress() as bar:
             task = bar.add_task("running the agent", total=2 * sessions)
             for i, thread_id in enumerate(threads):
                 cfg = _config(thread_id)
@@ -195,24 +199,27 @@ def run_demo(
         head_before = _head(saver, thread_id)
         answer_before = graph.get_state(_config(thread_id)).values.get("answer")
         fork_id = f"{thread_id}-fork"
-        fork_config = audit.fork(thread_id, target, fork_id)
+        audit.fork(thread_id, target, fork_id)
         forked = saver.get_tuple(_config(fork_id))
         claims.check(
             forked is not None
             and forked.config["configurable"]["checkpoint_id"] == target
             and forked.checkpoint == replayed.checkpoint
             and forked.metadata == replayed.metadata
-            and forked.pending_writes == replayed.pending_writes
+            and forked.pending_writes == []
             and forked.parent_config is not None
             and replayed.parent_config is not None
             and forked.parent_config["configurable"]["checkpoint_id"]
             == replayed.parent_config["configurable"]["checkpoint_id"],
-            f"fork {fork_id} starts at {short(target)}: its get_tuple == the replayed state",
+            f"fork {fork_id} starts at {short(target)}: its get_tuple == the replayed state,"
+            " without the pending writes (the interrupt and the human's answer stay behind)",
         )
-        again = graph.invoke(None, fork_config)
+        # resumed as any thread is, by its id: review runs again and asks again
+        again = graph.invoke(None, _config(fork_id))
         claims.check(
             bool(again.get("__interrupt__")),
-            "time travel on the fork re-ran review: interrupt() fired again",
+            "resuming the fork re-ran review: interrupt() asked again (the original answer"
+            " is not reused)",
         )
         final = graph.invoke(Command(resume={"approved": False}), _config(fork_id))
         claims.check(
@@ -265,8 +272,9 @@ def _finish(
         console.print(f"[green]all {len(claims.made)} claims hold[/]")
     if embedded is not None:
         console.print(
-            f"the embedded server keeps running (data in {embedded.data_dir}); "
-            "stop it with: streamstate server --stop",
-            soft_wrap=True,
+            escape(
+                f"the embedded server keeps running (data in {embedded.data_dir}); "
+                "stop it with: streamstate server --stop"
+            )
         )
     return claims.ok
