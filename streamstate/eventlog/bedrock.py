@@ -711,7 +711,7 @@ class BedrockLogCore:
         if ttl is not None:
             raise ConfigError("Bedrock sessions have no TTL: pass ttl=None")
         if not events:
-            return AppendResult(False, [])
+            return AppendResult(True, [])  # nothing to append is not a duplicate (the contract)
         keys = [
             None if idempotency_key is None else f"{idempotency_key}{_SEP}{i}"
             for i in range(len(events))

@@ -15,7 +15,6 @@ Common rules:
 
 Known discrepancies:
 
-* Bedrock's ``append(session, [])`` returns ``appended=False``; the contract says True.
 * Valkey records the ``idempotency_key`` of an empty append (a repeat returns
   ``appended=False``); AgentCore and the reference backend do not.
 * A duplicate append reports the earlier append's ids on every backend but Valkey,

@@ -54,11 +54,5 @@ class TestBedrockEventLog(ContractRules):
     def log(self, emulator: AwsEmulator) -> Any:
         return SyncToAsync(BedrockEventLog(emulator.agent_runtime_client()))
 
-    @pytest.mark.xfail(strict=True, reason="Bedrock's empty append says appended=False")
-    async def test_an_empty_append_writes_nothing_and_is_not_a_duplicate(
-        self, log: Any, session: str
-    ) -> None:
-        await super().test_an_empty_append_writes_nothing_and_is_not_a_duplicate(log, session)
-
 
 del ContractRules
