@@ -860,7 +860,13 @@ def threads(
     s = _settings(ctx, url, json_out)
     with _audit(s) as audit:
         page = inspect.threads(
-            audit, actor=actor, run=run, prefix=prefix, sort=sort, limit=limit, after=after
+            audit,
+            actor=actor,
+            run=run,
+            prefix=prefix,
+            sort=sort,  # type: ignore[arg-type]  # inspect.threads checks it (a clear error)
+            limit=limit,
+            after=after,
         )
     if s.json:
         _emit_json(page.as_json())

@@ -9,7 +9,7 @@ ids are shown by their tails, as ``history`` shows them.
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Console
 from rich.markup import escape
@@ -42,7 +42,7 @@ def threads_table(page: ThreadPage, width: int = 80) -> Table:
     room = width - sum(FIGURE_WIDTHS) - 3 * (len(FIGURE_WIDTHS) + 1) - 1
     table.add_column("thread", no_wrap=True, overflow="ellipsis", max_width=max(12, room))
     for name, least in zip(("last activity", "ckpts", "events", "size"), FIGURE_WIDTHS):
-        justify = "left" if name == "last activity" else "right"
+        justify: Literal["left", "right"] = "left" if name == "last activity" else "right"
         table.add_column(name, justify=justify, no_wrap=True, min_width=least)
     for t in page.threads:
         name = t.thread_id if t.actor_id is None else f"{t.actor_id}/{t.thread_id}"

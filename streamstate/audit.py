@@ -37,7 +37,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from streamstate.adapters._saver_core import SaverCore, Thread
-from streamstate.connection import client_from_url
+from streamstate.connection import SyncClient, client_from_url
 from streamstate.errors import (
     CodecError,
     ConfigError,
@@ -535,7 +535,7 @@ class ValkeyAudit:
 
     def __init__(
         self,
-        client: valkey.Valkey,
+        client: SyncClient,
         *,
         prefix: str = "ss",
         codec: Codec | None = None,

@@ -49,6 +49,11 @@ from streamstate.errors import ConfigError
 from streamstate.eventlog.valkey._exec import DEFAULT_WAIT_TIMEOUT_MS, WaitPolicy
 from streamstate.server import resolve_url
 
+SyncClient = valkey.Valkey | valkey.cluster.ValkeyCluster
+"""A sync client every streamstate class takes: standalone, Sentinel-managed or cluster."""
+AsyncClient = valkey.asyncio.Valkey | valkey.asyncio.cluster.ValkeyCluster
+"""The asyncio counterpart of :data:`SyncClient`."""
+
 SENTINEL_SCHEMES = ("valkey+sentinel", "valkeys+sentinel")
 SCHEMES = ("valkey", "valkeys", "redis", "rediss", "unix", *SENTINEL_SCHEMES)
 DEFAULT_SENTINEL_PORT = 26379

@@ -704,7 +704,7 @@ class SaverCore:
         parent = get_checkpoint_id(config)
         buffered = self.batching != "off"
         body = dict(checkpoint)
-        values: dict[str, Any] = body.pop("channel_values", None) or {}
+        values: dict[str, Any] = body.pop("channel_values", None) or {}  # type: ignore[assignment]
         versions = dict(checkpoint["channel_versions"])
         blobs = [
             Blob(ch, ver, serde.dumps_typed(values[ch]) if ch in values else EMPTY)
@@ -1052,7 +1052,7 @@ class SaverCore:
                             entry_id=head.stored.event_id,
                             stage="refs",
                         )
-                    blobs.append(Blob(ch, key[1], value))
+                    blobs.append(Blob(ch, key[1], value))  # type: ignore[arg-type]  # found: versioned
             event = _with_blobs(head.event, blobs)
             tags = {**self.cp_tags(event), REWRITTEN: "1"}
             raw = yield from self.log.append_flow(
@@ -1123,11 +1123,10 @@ class SaverCore:
         moved = {h.stored.event_id for h in rewrite}
         stays = {h.stored.event_id for h in cps} - gone - moved
         yield from self._rewrite_flow(thread, rewrite, everything, stays)
-        old = [h.stored for h in rewrite] + [
-            w.stored
-            for h in dropped
-            for w in [h, *writes_of.get((h.event.ns, h.event.checkpoint_id), [])]
+        heads_and_writes: list[Any] = [
+            w for h in dropped for w in [h, *writes_of.get((h.event.ns, h.event.checkpoint_id), [])]
         ]
+        old = [h.stored for h in rewrite] + [w.stored for w in heads_and_writes]
         old = list({o.event_id: o for o in old}.values())  # batch heads share an event
         by_seq: dict[str, list[str]] = {}
         for part in parts.values():

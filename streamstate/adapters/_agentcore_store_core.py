@@ -12,7 +12,7 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.messages import BaseMessage, convert_to_messages
 from langgraph.checkpoint.serde.base import SerializerProtocol
@@ -372,7 +372,9 @@ class StoreCore:
             if not token:
                 break
         return [
-            self.item_of(r, op.namespace_prefix, score=r.get("score"), search=True)
+            cast(
+                SearchItem, self.item_of(r, op.namespace_prefix, score=r.get("score"), search=True)
+            )
             for r in records[op.offset : want]
         ]
 

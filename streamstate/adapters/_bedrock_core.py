@@ -388,7 +388,7 @@ class BedrockSaverCore:
         thread_id = thread_of(config)
         ns = ns_of(config)
         body = dict(checkpoint)
-        values: dict[str, Any] = body.pop("channel_values", {}) or {}  # type: ignore[misc]
+        values: dict[str, Any] = body.pop("channel_values", {}) or {}  # type: ignore[assignment]
         versions = checkpoint["channel_versions"]
         blobs = [
             Blob(ch, ver, serde.dumps_typed(values[ch]) if ch in values else EMPTY)
@@ -889,7 +889,7 @@ class BedrockSaverCore:
                 entries = yield from self.log.fetch_flow(sid, [(inv, x) for x in chunk])
                 for x, e in zip(chunk, entries):
                     ok = e is not None and isinstance(e.event, CheckpointPut)
-                    events[x] = e.event if ok else None  # type: ignore[union-attr]
+                    events[x] = e.event if ok else None  # type: ignore[union-attr,assignment]
             return events[step]
 
         keep = {newest}

@@ -29,7 +29,7 @@ import inspect
 import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import valkey
 import valkey.asyncio
@@ -41,6 +41,8 @@ from valkey.credentials import CredentialProvider
 
 from streamstate.adapters import _cache_core as core
 from streamstate.connection import (
+    AsyncClient,
+    SyncClient,
     async_client_from_url,
     client_from_url,
     resolve_wait,
@@ -57,7 +59,7 @@ from streamstate.eventlog.valkey._exec import (
 from streamstate.projections.cache import DEFAULT_PREFIX, CacheKeys
 from streamstate.server import resolve_url
 
-AnyClient = valkey.Valkey | valkey.asyncio.Valkey
+AnyClient = SyncClient | AsyncClient
 AnyPool = valkey.ConnectionPool | valkey.asyncio.ConnectionPool
 
 # Connection settings that are objects of one flavour (sync or asyncio) and cannot be
@@ -104,7 +106,7 @@ class ValkeyCache(BaseCache[ValueT]):
         prefix: str = DEFAULT_PREFIX,
         ttl: float | None = None,
         serde: SerializerProtocol | None = None,
-        async_client: valkey.asyncio.Valkey | None = None,
+        async_client: AsyncClient | None = None,
         retry: RetryPolicy | None = None,
         wait_replicas: int | None = None,
         wait_timeout_ms: int | None = None,
@@ -122,8 +124,8 @@ class ValkeyCache(BaseCache[ValueT]):
             client, async_client = None, client
         if client is None and async_client is None:
             raise ConfigError("ValkeyCache needs a client (sync or asyncio)")
-        self.client: valkey.Valkey | None = client
-        self.async_client: valkey.asyncio.Valkey | None = async_client
+        self.client: Any = client  # sync or (from_conn_string's twin) asyncio
+        self.async_client: AsyncClient | None = async_client
         self._retry = retry
         self._wait = resolve_wait(client or async_client, wait_replicas, wait_timeout_ms, wait_aof)
         self._lock = threading.Lock()
@@ -133,20 +135,21 @@ class ValkeyCache(BaseCache[ValueT]):
             if async_client is not None
             else None
         )
-        self._sync_factory: Callable[[], valkey.Valkey] | None = None
-        self._async_factory: Callable[[], valkey.asyncio.Valkey] | None = None
+        self._sync_factory: Callable[[], SyncClient] | None = None
+        self._async_factory: Callable[[], AsyncClient] | None = None
         self._cluster = is_cluster(client) or is_cluster(async_client)
         if self._cluster:
             if client is None or async_client is None:
                 self._sync_factory, self._async_factory = _cluster_twins(client or async_client)
         elif client is None and async_client is not None:
-            pool = async_client.connection_pool
-            self._sync_factory = lambda: valkey.Valkey.from_pool(counterpart_pool(pool))
+            # not a cluster: one pool, of the other flavour than the twin's
+            apool: Any = cast(Any, async_client).connection_pool
+            self._sync_factory = lambda: valkey.Valkey.from_pool(counterpart_pool(apool))  # type: ignore[arg-type]
         elif async_client is None and client is not None:
-            pool = client.connection_pool
-            self._async_factory = lambda: valkey.asyncio.Valkey.from_pool(counterpart_pool(pool))
+            pool: Any = cast(Any, client).connection_pool
+            self._async_factory = lambda: valkey.asyncio.Valkey.from_pool(counterpart_pool(pool))  # type: ignore[arg-type]
         # Clients this cache created, closed by close()/aclose(); never a caller's own.
-        self._owned: list[valkey.Valkey] = []
+        self._owned: list[SyncClient] = []
         self._closing: list[concurrent.futures.Future[None]] = []
         self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncValkeyExecutor] = (
             weakref.WeakKeyDictionary()

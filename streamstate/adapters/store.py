@@ -39,6 +39,8 @@ from streamstate.adapters._store_core import (
     ValkeyIndexConfig,
 )
 from streamstate.connection import (
+    AsyncClient,
+    SyncClient,
     async_client_from_url,
     client_from_url,
     resolve_wait,
@@ -141,7 +143,7 @@ class ValkeyStore(_StoreShell):
 
     def __init__(
         self,
-        client: valkey.Valkey,
+        client: SyncClient,
         *,
         index: ValkeyIndexConfig | None = None,
         ttl: TTLConfig | None = None,
@@ -184,7 +186,7 @@ class ValkeyStore(_StoreShell):
         parameters of the same names; ``credential_provider`` authenticates every
         connection. The vector index snapshot is saved and the client closed on exit.
         """
-        pool = {"pool_timeout": pool_timeout} if pool_timeout is not None else {}
+        pool: dict[str, Any] = {"pool_timeout": pool_timeout} if pool_timeout is not None else {}
         url = url_or_conn_string(url, conn_string)
         client = client_from_url(
             url, pool_size=pool_size, credential_provider=credential_provider, **pool
@@ -269,7 +271,7 @@ class AsyncValkeyStore(_StoreShell, LoopBound):
 
     def __init__(
         self,
-        client: valkey.asyncio.Valkey,
+        client: AsyncClient,
         *,
         index: ValkeyIndexConfig | None = None,
         ttl: TTLConfig | None = None,
@@ -313,7 +315,7 @@ class AsyncValkeyStore(_StoreShell, LoopBound):
         parameters of the same names; ``credential_provider`` authenticates every
         connection. The vector index snapshot is saved and the client closed on exit.
         """
-        pool = {"pool_timeout": pool_timeout} if pool_timeout is not None else {}
+        pool: dict[str, Any] = {"pool_timeout": pool_timeout} if pool_timeout is not None else {}
         url = url_or_conn_string(url, conn_string)
         client = async_client_from_url(
             url, pool_size=pool_size, credential_provider=credential_provider, **pool

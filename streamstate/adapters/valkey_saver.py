@@ -25,6 +25,7 @@ from streamstate.adapters._bridge import LoopBound
 from streamstate.adapters._saver_shell import ActorSaverShell, CoreFlows, SaverShell
 from streamstate.adapters._shell import Execution, InThreads, OnLoop
 from streamstate.connection import (
+    AsyncClient,
     async_client_from_url,
     client_from_url,
     resolve_wait,
@@ -202,7 +203,7 @@ class AsyncValkeySaver(_SaverBase, LoopBound):
 
     log_class = AsyncValkeyEventLog
 
-    def __init__(self, client: valkey.asyncio.Valkey, **kwargs: Any) -> None:
+    def __init__(self, client: AsyncClient, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)
         self.bind_loop()
 

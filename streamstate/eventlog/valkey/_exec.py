@@ -20,8 +20,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import valkey
-import valkey.asyncio
 from tenacity import (
     AsyncRetrying,
     Retrying,
@@ -492,7 +490,7 @@ class ValkeyExecutor:
 
     def __init__(
         self,
-        client: valkey.Valkey,
+        client: Any,
         retry: RetryPolicy | None = None,
         wait: WaitPolicy | None = None,
     ) -> None:
@@ -627,7 +625,7 @@ class AsyncValkeyExecutor:
 
     def __init__(
         self,
-        client: valkey.asyncio.Valkey,
+        client: Any,
         retry: RetryPolicy | None = None,
         wait: WaitPolicy | None = None,
     ) -> None:
