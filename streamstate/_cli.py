@@ -30,7 +30,6 @@ from streamstate._render import (
     entry_lines,
     history_table,
     memory_line,
-    own_writes,
     plural,
     print_line,
     state_tree,
@@ -359,7 +358,7 @@ def history(
         sess = _session(session, actor)
         rows = inspect.history(audit, sess, ns=ns, since=since, until=until, limit=limit)
     if s.json:
-        _emit_json([dataclasses.asdict(r) | {"writes": own_writes(r)} for r in rows])
+        _emit_json([dataclasses.asdict(r) for r in rows])
         return
     title = f"history of {session} ({plural(len(rows), 'checkpoint')})"
     _console().print(history_table(rows, title))
@@ -1182,7 +1181,7 @@ def erase(
         _emit_json(receipt.as_json())
     else:
         console = _console()
-        for line in receipt.lines():
+        for line in receipt.lines(console.width):
             console.print(markup_escape(line), soft_wrap=True)
     if not receipt.ok:
         _fail(1)

@@ -131,29 +131,6 @@ def preview(value: Any, width: int = 100) -> str:
 
 # -- history -------------------------------------------------------------------------------
 
-UPDATE_TASK = "~__interrupt__"
-"""How a task path of ``update_state``'s writes begins (LangGraph runs an update as a task
-at path ``(INTERRUPT, i)``)."""
-
-
-def own_writes(row: Any) -> dict[str, list[str]]:
-    """The writes that made a history row's checkpoint, as ``node -> channels``.
-
-    A ``loop`` checkpoint is made by the tasks run from its parent: the parent's pending
-    writes. An ``update`` checkpoint is made by the update alone (LangGraph stores its
-    writes on the parent, next to the parent's own pending writes, which did not make it).
-    A ``fork`` (a copy) and an ``input`` checkpoint are made by no task's writes.
-    """
-    if row.source == "update":
-        found: dict[str, list[str]] = {}
-        for node, channels in row.writes.items():
-            if node.startswith(UPDATE_TASK):
-                found.setdefault("(update)", []).extend(channels)
-        return found
-    if row.source in ("fork", "input"):
-        return {}
-    return dict(row.writes)
-
 
 def _writes_cell(writes: Mapping[str, Sequence[str]]) -> str:
     return "\n".join(f"{node} → {', '.join(chs)}" for node, chs in writes.items())
@@ -194,7 +171,7 @@ def history_table(rows: Sequence[Any], title: str) -> Table:
             escape(f"{step} {r.source or ''}".strip()),
             escape(ns_label(r.ns, NS_KEEP) if r.ns else ""),
             parent,
-            escape(_writes_cell(own_writes(r))),
+            escape(_writes_cell(r.writes)),
         )
     return table
 

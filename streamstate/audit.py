@@ -126,8 +126,35 @@ class HistoryEntry:
     step: int | None
     source: str | None
     writes: dict[str, list[str]]
-    """Node -> channels it wrote: the tasks run from the parent that produced this one."""
+    """Node -> channels it wrote, for the writes that made this checkpoint: the tasks run
+    from its parent (a ``loop`` checkpoint), the update alone (``update``, as
+    ``"(update)"``), none (``input``, ``fork``). See :func:`own_writes`."""
     created_at: float
+
+
+UPDATE_TASK = "~__interrupt__"
+"""How a task path of ``update_state``'s writes begins (LangGraph runs an update as a task
+at path ``(INTERRUPT, i)``)."""
+
+
+def own_writes(source: str | None, parent_writes: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The writes that made a checkpoint of this ``source``, of its parent's pending
+    writes (``node -> channels``).
+
+    A ``loop`` checkpoint is made by the tasks run from its parent: the parent's pending
+    writes. An ``update`` checkpoint is made by the update alone (LangGraph stores its
+    writes on the parent, next to the parent's own pending writes, which did not make it).
+    A ``fork`` (a copy) and an ``input`` checkpoint are made by no task's writes.
+    """
+    if source == "update":
+        found: dict[str, list[str]] = {}
+        for node, channels in parent_writes.items():
+            if node.startswith(UPDATE_TASK):
+                found.setdefault("(update)", []).extend(channels)
+        return found
+    if source in ("fork", "input"):
+        return {}
+    return dict(parent_writes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -306,6 +333,7 @@ class ThreadFold:
         )
 
     def history(self, serde: SerializerProtocol) -> list[HistoryEntry]:
+        # (the rule for which of the parent's writes made a checkpoint: own_writes)
         """Every checkpoint, newest first (log order reversed)."""
         out = []
         for entry_id, cp in self.checkpoints.values():
@@ -325,7 +353,7 @@ class ThreadFold:
                     parent_id=cp.parent_id,
                     step=step if isinstance(step, int) else None,
                     source=meta.get("source"),
-                    writes=produced,
+                    writes=own_writes(meta.get("source"), produced),
                     created_at=cp.created_at,
                 )
             )

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import textwrap
 import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
@@ -216,8 +217,9 @@ class Receipt:
             "leftover": self.leftover,
         }
 
-    def lines(self) -> list[str]:
-        """The receipt for people, one line each (at most about 80 columns)."""
+    def lines(self, width: int = 80) -> list[str]:
+        """The receipt for people, wrapped to ``width`` columns (a long id is cut
+        across lines, never shortened: a receipt names exactly what went)."""
         verb = "would erase" if self.dry_run else "erased"
         who = []
         if self.actor_id is not None:
@@ -227,7 +229,7 @@ class Receipt:
         head = "DRY RUN: nothing was deleted" if self.dry_run else "erasure receipt"
         out = [
             f"{head}, {_iso(self.at)} (key prefix {self.prefix!r})",
-            f"{verb} {' of '.join(who)}: {len(self.threads)} sessions, "
+            f"{verb} {' of '.join(who)}: {_count(len(self.threads), 'session')}, "
             f"{sum(t.checkpoints for t in self.threads)} checkpoints, "
             f"{sum(t.events for t in self.threads)} events, "
             f"{sum(t.bytes for t in self.threads):,} bytes",
@@ -254,7 +256,17 @@ class Receipt:
             out.append("checked afterwards: none of it is left")
         for problem in self.leftover:
             out.append(f"LEFT: {problem}")
-        return out
+        return [part for line in out for part in _wrapped(line, width)]
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _wrapped(line: str, width: int) -> list[str]:
+    """``line`` in lines of at most ``width`` characters, continuations indented."""
+    indent = " " * (len(line) - len(line.lstrip()) + 2)
+    return textwrap.wrap(line, width, subsequent_indent=indent, break_on_hyphens=False) or [""]
 
 
 def _iso(t: float) -> str:

@@ -52,13 +52,13 @@ from __future__ import annotations
 
 import contextvars
 import threading
-import time
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     ERROR,
@@ -70,13 +70,17 @@ from langgraph.checkpoint.base import (
     DeltaChannelHistory,
     PendingWrite,
     get_checkpoint_id,
-    get_checkpoint_metadata,
     writes_sort_key,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from streamstate.adapters._agentcore_store_core import StoreCore as StoreCore
-from streamstate.adapters._checkpoints import canonical, ns_of, stored_filter, writes_event
+from streamstate.adapters._checkpoints import (
+    checkpoint_event,
+    list_query,
+    ns_of,
+    writes_event,
+)
 from streamstate.adapters._delta import filter_delta_channels, with_delta_ancestors
 from streamstate.errors import CodecError, ConfigError
 from streamstate.eventlog._aws import Call, Parallel
@@ -117,7 +121,6 @@ BATCHING_MODES = ("off", "step", "deferred")
 KIND_CP = "cp"
 KIND_WR = "wr"
 
-EMPTY: Typed = ("empty", b"")
 CARRY_MAX = 16 * 1024
 """Unchanged channel values up to this size (serialized) are carried in every event."""
 
@@ -700,16 +703,12 @@ class SaverCore:
     ) -> Flow[tuple[Thread, CheckpointPut, dict[str, str]]]:
         """The checkpoint event of a put and its references (reads only on a cache miss)."""
         thread = thread_of(config)
-        ns = ns_of(config)
-        parent = get_checkpoint_id(config)
+        event = checkpoint_event(config, checkpoint, metadata, new_versions, serde)
+        ns, parent = event.ns, event.parent_id
         buffered = self.batching != "off"
-        body = dict(checkpoint)
-        values: dict[str, Any] = body.pop("channel_values", None) or {}  # type: ignore[assignment]
+        values: Mapping[str, Any] = checkpoint.get("channel_values") or {}
         versions = dict(checkpoint["channel_versions"])
-        blobs = [
-            Blob(ch, ver, serde.dumps_typed(values[ch]) if ch in values else EMPTY)
-            for ch, ver in new_versions.items()
-        ]
+        blobs = list(event.blobs)
         written = {(b.channel, b.version) for b in blobs}
         refs: dict[str, str] = {}
         known = self.cache.get(thread, ns, parent)
@@ -730,22 +729,7 @@ class SaverCore:
             for ch, ver in unknown:
                 if (ch, ver) in found:
                     self._place(ch, ver, found[(ch, ver)], blobs, refs)
-        meta = get_checkpoint_metadata(config, metadata)
-        run_id = meta.get("run_id")
-        meta_typed = serde.dumps_typed(meta)
-        event = CheckpointPut(
-            ns=ns,
-            checkpoint_id=checkpoint["id"],
-            parent_id=parent,
-            checkpoint=serde.dumps_typed(body),
-            metadata=meta_typed,
-            blobs=blobs,
-            filter=stored_filter(meta_typed, serde),
-            run_id=run_id if isinstance(run_id, str) and run_id else None,
-            created_at=time.time(),
-            versions=list(versions.items()),
-        )
-        return thread, event, refs
+        return thread, msgspec.structs.replace(event, blobs=blobs), refs
 
     @staticmethod
     def _place(ch: str, ver: Any, loc: Loc, blobs: list[Blob], refs: dict[str, str]) -> None:
@@ -875,11 +859,11 @@ class SaverCore:
         serde: SerializerProtocol,
     ) -> Flow[None]:
         """Checkpoints newest first; each is emitted as soon as its event is read."""
-        if limit is not None and limit <= 0:
+        query = list_query(filter, before, limit, serde)
+        if query.empty:
             return
         yield from self.flush_flow()
-        wanted = {k: canonical(v, serde) for k, v in (filter or {}).items()}
-        before_id = get_checkpoint_id(before) if before else None
+        wanted, before_id = query.canonical, query.before_id
         if config is None:
             threads: list[Thread] = yield from self.all_threads_flow()
             ns, exact = None, None

@@ -30,7 +30,6 @@ Deleting
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,16 +45,16 @@ from langgraph.checkpoint.base import (
     DeltaChannelHistory,
     PendingWrite,
     get_checkpoint_id,
-    get_checkpoint_metadata,
     writes_sort_key,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from streamstate.adapters._checkpoints import (
-    canonical,
+    checkpoint_event,
+    list_query,
     next_version,
     ns_of,
-    stored_filter,
+    unchanged_values,
     writes_event,
 )
 from streamstate.adapters._delta import delta_channels
@@ -77,7 +76,6 @@ from streamstate.eventlog.bedrock import (
     step_kind,
 )
 from streamstate.eventlog.events import (
-    Blob,
     CheckpointPut,
     Event,
     LogEntry,
@@ -95,7 +93,6 @@ __all__ = [
     "session_ident",
 ]
 
-EMPTY: Typed = ("empty", b"")
 _SEP = "\x1f"
 _LATEST_PAGE = 25
 """ListInvocationSteps page when looking for the latest checkpoint (it is on top)."""
@@ -386,36 +383,11 @@ class BedrockSaverCore:
         serde: SerializerProtocol,
     ) -> tuple[str, CheckpointPut, RunnableConfig]:
         thread_id = thread_of(config)
-        ns = ns_of(config)
-        body = dict(checkpoint)
-        values: dict[str, Any] = body.pop("channel_values", {}) or {}  # type: ignore[assignment]
-        versions = checkpoint["channel_versions"]
-        blobs = [
-            Blob(ch, ver, serde.dumps_typed(values[ch]) if ch in values else EMPTY)
-            for ch, ver in new_versions.items()
-        ]
+        event = checkpoint_event(config, checkpoint, metadata, new_versions, serde)
         # Unchanged channels ride along, so one step read gives the whole checkpoint.
-        blobs += [
-            Blob(ch, ver, serde.dumps_typed(values[ch]))
-            for ch, ver in versions.items()
-            if ch not in new_versions and ch in values
-        ]
-        meta = get_checkpoint_metadata(config, metadata)
-        run_id = meta.get("run_id")
-        meta_typed = serde.dumps_typed(meta)
-        event = CheckpointPut(
-            ns=ns,
-            checkpoint_id=checkpoint["id"],
-            parent_id=get_checkpoint_id(config),
-            checkpoint=serde.dumps_typed(body),
-            metadata=meta_typed,
-            blobs=blobs,
-            filter=stored_filter(meta_typed, serde),
-            run_id=run_id if isinstance(run_id, str) else None,
-            created_at=time.time(),
-            versions=list(versions.items()),
-        )
-        return thread_id, event, out_config(thread_id, ns, checkpoint["id"])
+        extra = unchanged_values(checkpoint, new_versions, serde)
+        event = msgspec.structs.replace(event, blobs=[*event.blobs, *extra])
+        return thread_id, event, out_config(thread_id, event.ns, event.checkpoint_id)
 
     def put_flow(self, thread_id: str, event: CheckpointPut) -> Flow[None]:
         """One PutInvocationStep, plus CreateInvocation for the namespace (first time
@@ -612,10 +584,10 @@ class BedrockSaverCore:
         serde: SerializerProtocol,
     ) -> Flow[None]:
         """Checkpoints newest first: one thread, or every session (``config=None``)."""
-        if limit is not None and limit <= 0:
+        query = list_query(filter, before, limit, serde)
+        if query.empty:
             return
-        canon = {k: canonical(v, serde) for k, v in (filter or {}).items()}
-        before_id = get_checkpoint_id(before) if before else None
+        canon, before_id = query.canonical, query.before_id
         remaining = [limit]
         if config is not None:
             thread_id = thread_of(config)

@@ -11,7 +11,7 @@ import math
 import numbers
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from datetime import time as dtime
@@ -323,8 +323,14 @@ def checkpoint_event(
     new_versions: ChannelVersions,
     serde: SerializerProtocol,
 ) -> CheckpointPut:
-    """The event of a LangGraph ``put``: the checkpoint without its values, and a blob
-    for each channel whose version is new (``empty`` when the channel has no value)."""
+    """The event of a LangGraph ``put``, for every saver: the checkpoint without its
+    values, and a blob for each channel whose version is new (``empty`` when the channel
+    has no value). A backend that stores more values with a checkpoint adds them with
+    :func:`unchanged_values`.
+
+    Raises:
+        ConfigError: the checkpoint has no string id, or a metadata key is no string.
+    """
     if not isinstance(checkpoint.get("id"), str) or not checkpoint["id"]:
         raise ConfigError(
             f'checkpoint["id"] must be a non-empty string, got {checkpoint.get("id")!r}'
@@ -349,10 +355,54 @@ def checkpoint_event(
         metadata=meta_typed,
         blobs=blobs,
         filter=stored_filter(meta_typed, serde),
-        run_id=run_id if isinstance(run_id, str) else None,
+        run_id=run_id if isinstance(run_id, str) and run_id else None,
         created_at=time.time(),
         versions=list(checkpoint["channel_versions"].items()),
     )
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """A LangGraph ``list`` call's arguments, read the same way by every saver."""
+
+    filter: dict[str, list[str]]
+    """Each metadata key's stored forms to match: the canonical one first, then those
+    older releases stored (:func:`legacy_forms`; only the Valkey log holds such data)."""
+    before_id: str | None
+    limit: int | None
+
+    @property
+    def empty(self) -> bool:
+        """A limit of 0 (or less) asks for nothing: no call is made."""
+        return self.limit is not None and self.limit <= 0
+
+    @property
+    def canonical(self) -> dict[str, str]:
+        return {k: forms[0] for k, forms in self.filter.items()}
+
+
+def list_query(
+    filter: Mapping[str, Any] | None,
+    before: RunnableConfig | None,
+    limit: int | None,
+    serde: SerializerProtocol,
+) -> ListQuery:
+    forms = {k: [canonical(v, serde), *legacy_forms(v)] for k, v in (filter or {}).items()}
+    return ListQuery(forms, get_checkpoint_id(before) if before else None, limit)
+
+
+def unchanged_values(
+    checkpoint: Checkpoint, new_versions: ChannelVersions, serde: SerializerProtocol
+) -> list[Blob]:
+    """Blobs of the checkpoint's channels whose version is not new and that have a value:
+    what a backend that keeps a checkpoint's values together adds to
+    :func:`checkpoint_event` (Bedrock: one step read gives the whole checkpoint)."""
+    values: Mapping[str, Any] = checkpoint.get("channel_values") or {}
+    return [
+        Blob(ch, ver, serde.dumps_typed(values[ch]))
+        for ch, ver in checkpoint["channel_versions"].items()
+        if ch not in new_versions and ch in values
+    ]
 
 
 def writes_event(

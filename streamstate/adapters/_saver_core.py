@@ -27,9 +27,8 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from streamstate.adapters._checkpoints import (
     Thread,
-    canonical,
     checkpoint_event,
-    legacy_forms,
+    list_query,
     ns_of,
     require_str,
     text,
@@ -383,13 +382,14 @@ class SaverCore:
         serde: SerializerProtocol,
     ) -> Flow[None]:
         """Checkpoints newest first, one script call per page (of one thread)."""
-        if limit is not None and limit <= 0:
+        query = list_query(filter, before, limit, serde)
+        if query.empty:
             return
         filter_args: list[str] = []
-        for k, v in (filter or {}).items():
+        for k, forms in query.filter.items():
             # alternatives are joined by NUL (no form holds one): a match is any of them
-            filter_args += [k, "\0".join([canonical(v, serde), *legacy_forms(v)])]
-        before_id = get_checkpoint_id(before) if before else None
+            filter_args += [k, "\0".join(forms)]
+        before_id = query.before_id
         if config is not None:
             threads: Iterable[Thread] = [self.thread(config)]
             configurable = config.get("configurable") or {}

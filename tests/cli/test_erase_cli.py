@@ -12,7 +12,7 @@ from streamstate import AgentCoreValkeySaver, ValkeySaver, ValkeyStore
 from streamstate.eventlog.keys import Keyspace
 from streamstate.server import EmbeddedServer
 from tests.audit.test_erase import latest, write_thread
-from tests.cli.conftest import run_cli
+from tests.cli.conftest import cli_env, run_cli
 
 
 @pytest.fixture
@@ -71,3 +71,19 @@ def test_erase_refuses_without_a_target_and_with_a_bad_namespace(
     assert bare.code == 2 and "--thread" in bare.err
     bad = run_cli("erase", "--actor", "a", "--store-namespace", "memories//x", "--url", url)
     assert bad.code == 2 and "non-empty" in bad.err
+
+
+def test_the_receipt_fits_80_columns_and_names_everything_whole(
+    private_server: EmbeddedServer, own: valkey.Valkey
+) -> None:
+    long_id = "thread-" + "x" * 90  # longer than a line: wrapped, never shortened
+    saver = ValkeySaver(own)
+    write_thread(saver, long_id, "m-long", run="run-" + "y" * 40)
+    done = run_cli(
+        "erase", "--thread", long_id, "--url", private_server.url, env=cli_env(COLUMNS="80")
+    )
+    assert done.code == 0, done.err
+    lines = done.out.splitlines()
+    assert all(len(line) <= 80 for line in lines), [len(line) for line in lines]
+    assert "1 session," in done.out
+    assert long_id in "".join(line.strip() for line in lines)

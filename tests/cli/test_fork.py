@@ -11,6 +11,7 @@ from typing import Any
 
 from langgraph.types import Command
 
+import streamstate
 from streamstate import ValkeySaver
 from streamstate.demo.agent import build_agent, user_message
 from tests.cli.conftest import Result, interrupted_checkpoint
@@ -99,6 +100,10 @@ def test_history_shows_each_checkpoints_own_writes(
     assert rows["update"]["writes"] == {"(update)": ["draft", "branch:to:review"]}
     # the fork row is a copy: no task's writes made it (not its parent's draft writes)
     assert rows["fork"]["writes"] == {}
+    # the library says the same
+    library = {h.source: h for h in streamstate.history(saver, thread_id, ns="")}
+    assert library["update"].writes == rows["update"]["writes"]
+    assert library["fork"].writes == {}
 
     table = cli("history", thread_id, "--ns", "")
     assert table.code == 0, table.err
