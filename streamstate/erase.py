@@ -227,8 +227,10 @@ class Receipt:
         if self.thread_id is not None:
             who.append(f"thread {self.thread_id!r}")
         head = "DRY RUN: nothing was deleted" if self.dry_run else "erasure receipt"
+        aws = self.prefix.startswith(("agentcore:", "bedrock"))
+        where = f"on {self.prefix}" if aws else f"key prefix {self.prefix!r}"
         out = [
-            f"{head}, {_iso(self.at)} (key prefix {self.prefix!r})",
+            f"{head}, {_iso(self.at)} ({where})",
             f"{verb} {' of '.join(who)}: {_count(len(self.threads), 'session')}, "
             f"{sum(t.checkpoints for t in self.threads)} checkpoints, "
             f"{sum(t.events for t in self.threads)} events, "
@@ -237,14 +239,13 @@ class Receipt:
         for t in self.threads:
             label = f"{t.actor_id}/{t.thread_id}" if t.actor_id is not None else t.thread_id
             runs = f", runs {', '.join(t.runs)}" if t.runs else ""
-            out.append(
-                f"  {label}: {t.checkpoints} checkpoints, {t.events} events, "
-                f"{len(t.keys)} keys, {len(t.registries)} registry entries{runs}"
-            )
-        keys = ", ".join(f"{n} {kind}" for kind, n in self.key_counts().items() if n)
-        out.append(f"keys: {keys or 'none'}")
-        regs = ", ".join(f"{n} {kind}" for kind, n in sorted(self.registry_counts().items()))
-        out.append(f"registry entries: {regs or 'none'}")
+            stored = "" if aws else f", {len(t.keys)} keys, {len(t.registries)} registry entries"
+            out.append(f"  {label}: {t.checkpoints} checkpoints, {t.events} events{stored}{runs}")
+        if not aws:  # AWS keeps no keys or registries of ours
+            keys = ", ".join(f"{n} {kind}" for kind, n in self.key_counts().items() if n)
+            out.append(f"keys: {keys or 'none'}")
+            regs = ", ".join(f"{n} {kind}" for kind, n in sorted(self.registry_counts().items()))
+            out.append(f"registry entries: {regs or 'none'}")
         if self.store or self.store_entries_left:
             out.append(f"store items: {sum(s.items for s in self.store)}")
             for s in self.store:
@@ -570,24 +571,84 @@ def _scan_page(args: tuple[Any, ...]) -> Flow[tuple[int, list[Any]]]:
 
 # -- the library calls ----------------------------------------------------------------------
 
-_AWS_HINT = {
-    "agentcore": "AgentCore Memory: the saver's delete_thread(thread_id, actor_id) deletes "
-    "a session's events (one DeleteEvent each); store records go with the store's delete",
-    "bedrock": "Bedrock sessions: the saver's delete_thread(thread_id) ends and deletes "
-    "the thread's sessions (EndSession + DeleteSession)",
-}
+# -- the AWS savers: through their own delete_thread ------------------------------------------
 
 
-def _check_target(target: Any) -> None:
+def _aws_kind(target: Any) -> str | None:
     module = type(target).__module__
-    for name, hint in _AWS_HINT.items():
-        if module.startswith(f"streamstate.adapters.{name}") or module.startswith(
-            f"streamstate.eventlog.{name}"
-        ):
-            raise ConfigError(
-                f"erase works on a Valkey deployment, not on {type(target).__name__}. "
-                f"{hint}; see docs/auditing.md"
-            )
+    for name in ("agentcore", "bedrock"):
+        if module.startswith((f"streamstate.adapters.{name}", f"streamstate.eventlog.{name}")):
+            return name
+    return None
+
+
+def _aws_sessions(saver: Any, thread_id: str | None, actor_id: str | None) -> list[Thread]:
+    """The sessions an erasure of an AWS saver names: one AgentCore session, or every
+    session of a thread id or an actor (found by listing the saver's checkpoints)."""
+    if thread_id is not None and (actor_id is not None or _aws_kind(saver) == "bedrock"):
+        return [Thread(thread_id, actor_id)]
+    found: dict[tuple[str | None, str], Thread] = {}
+    for tup in saver.list(None):
+        conf = tup.config["configurable"]
+        t, a = conf["thread_id"], conf.get("actor_id")
+        if (thread_id is None or t == thread_id) and (actor_id is None or a == actor_id):
+            found.setdefault((a, t), Thread(t, a))
+    return list(found.values())
+
+
+def _aws_survey(saver: Any, thread: Thread) -> ErasedThread:
+    conf: dict[str, Any] = {"thread_id": thread.thread_id}
+    if thread.actor_id is not None:
+        conf["actor_id"] = thread.actor_id
+    checkpoints, write_sets, runs = 0, 0, set()
+    for tup in saver.list({"configurable": conf}):
+        checkpoints += 1
+        write_sets += len({task for task, _ch, _v in tup.pending_writes or ()})
+        run = (tup.metadata or {}).get("run_id")
+        if isinstance(run, str) and run:
+            runs.add(run)
+    return ErasedThread(
+        thread.thread_id, thread.actor_id, checkpoints + write_sets, checkpoints, 0, {}, [],
+        sorted(runs),
+    )  # fmt: skip
+
+
+def _erase_aws(
+    saver: Any,
+    *,
+    thread_id: str | None,
+    actor_id: str | None,
+    store_asked: bool,
+    dry_run: bool,
+) -> Receipt:
+    """Erase the sessions of an AgentCore Memory or Bedrock sessions saver with its own
+    ``delete_thread`` (DeleteEvent per event; EndSession + DeleteSession), surveyed
+    before and after through ``list``."""
+    kind = _aws_kind(saver)
+    if store_asked:
+        raise ConfigError(
+            "erase takes store items from a Valkey store only; for AgentCore Memory use the"
+            " store's delete (memory records), see docs/auditing.md"
+        )
+    if kind == "bedrock" and (actor_id is not None or thread_id is None):
+        raise ConfigError("Bedrock sessions have no actors: erase one thread (thread_id)")
+    if not callable(getattr(saver, "list", None)):
+        raise ConfigError(f"erase needs the saver, not {type(saver).__name__}")
+    threads = [_aws_survey(saver, t) for t in _aws_sessions(saver, thread_id, actor_id)]
+    leftover: list[str] = []
+    if not dry_run:
+        for t in threads:
+            if kind == "bedrock":
+                saver.delete_thread(t.thread_id)
+            else:
+                saver.delete_thread(t.thread_id, actor_id=t.actor_id)
+        for t in threads:
+            left = _aws_survey(saver, Thread(t.thread_id, t.actor_id))
+            if left.checkpoints:
+                label = t.thread_id if t.actor_id is None else f"{t.actor_id}/{t.thread_id}"
+                leftover.append(f"{label}: {left.checkpoints} checkpoints still listed")
+    where = "bedrock" if kind == "bedrock" else f"agentcore:{getattr(saver, 'memory_id', '?')}"
+    return Receipt(thread_id, actor_id, where, dry_run, time.time(), threads, [], {}, {}, leftover)
 
 
 def namespace_arg(value: str) -> tuple[str, ...]:
@@ -631,7 +692,8 @@ def erase(
     """Erase a thread, an actor, or one AgentCore session (both given); see the module.
 
     Raises:
-        ConfigError: neither id given, an empty id, a bad namespace, or an AWS saver.
+        ConfigError: neither id given, an empty id, a bad namespace, store items asked
+            of an AWS saver, or an actor of a Bedrock saver.
         BackendError: the server refused a call (nothing after it ran).
     """
     from streamstate.audit import connect
@@ -641,8 +703,15 @@ def erase(
     for name, value in (("thread_id", thread_id), ("actor_id", actor_id)):
         if value is not None and (not isinstance(value, str) or not value):
             raise ConfigError(f"{name} must be a non-empty string, got {value!r}")
-    _check_target(target)
     namespaces = _namespaces(store_namespaces)
+    if _aws_kind(target) is not None:
+        return _erase_aws(
+            target,
+            thread_id=thread_id,
+            actor_id=actor_id,
+            store_asked=bool(namespaces) or with_store,
+            dry_run=dry_run,
+        )
     with connect(target, prefix=prefix) as audit:
         eraser = Eraser(audit.log)
         flow = eraser.erase_flow(
@@ -666,7 +735,9 @@ def erase_thread(
     Args:
         target: A URL (``None``: ``STREAMSTATE_URL``, else the embedded server), a
             ``valkey.Valkey`` client, a sync ``ValkeySaver``/``AgentCoreValkeySaver``,
-            or a ``ValkeyAudit``.
+            or a ``ValkeyAudit``; or an ``AgentCoreMemorySaver`` /
+            ``BedrockSessionSaver``, erased through its ``delete_thread`` (no keys or
+            registries there: the receipt counts checkpoints and write sets).
         thread_id: The thread id, exactly (no pattern: ``t1`` never erases ``t10``).
         actor_id: Only this actor's session of the thread.
         store_namespaces: Namespace prefixes whose store items go too, e.g.
@@ -681,8 +752,8 @@ def erase_thread(
         after the erasure (a writer recreated the thread meanwhile).
 
     Raises:
-        ConfigError: an empty id, a bad namespace, or an AWS saver (AgentCore Memory and
-            Bedrock sessions: see ``docs/auditing.md``).
+        ConfigError: an empty id, a bad namespace, or store items asked of an AWS
+            saver (see ``docs/auditing.md``).
     """
     return erase(target, thread_id=thread_id, actor_id=actor_id, **kwargs)
 

@@ -289,16 +289,72 @@ def test_bad_arguments_and_aws_backends(own: valkey.Valkey) -> None:
     with pytest.raises(ConfigError, match="tuple of labels"):
         erase_thread(own, "x", store_namespaces=["memories"])  # type: ignore[list-item]
 
-    class AgentCoreMemorySaver:  # stands in for the AWS saver (no boto3 needed)
-        __module__ = "streamstate.adapters.agentcore"
 
-    class BedrockSessionSaver:
-        __module__ = "streamstate.adapters.bedrock"
+def test_erase_on_the_aws_savers() -> None:
+    """AgentCore Memory and Bedrock sessions (through the emulator and real boto3): the
+    sessions go by the saver's own delete_thread, surveyed before and after; other
+    sessions, including an id that extends the erased one, stay."""
+    from streamstate import AgentCoreMemorySaver, BedrockSessionSaver
+    from streamstate.testing.aws_emulator import AwsEmulator
 
-    with pytest.raises(ConfigError, match="DeleteEvent"):
-        erase_thread(AgentCoreMemorySaver(), "x")
-    with pytest.raises(ConfigError, match="DeleteSession"):
-        erase_actor(BedrockSessionSaver(), "x")
+    with AwsEmulator() as emulator:
+        agents = AgentCoreMemorySaver(
+            emulator.create_memory("erase"), client=emulator.agentcore_client()
+        )
+        for actor, thread in (("u1", "t1"), ("u2", "t1"), ("u1", "t10"), ("u2", "t2")):
+            _write_aws(agents, {"thread_id": thread, "actor_id": actor})
+        dry = erase_thread(agents, "t1", dry_run=True)
+        assert dry.ok and {(t.actor_id, t.thread_id) for t in dry.threads} == {
+            ("u1", "t1"), ("u2", "t1")
+        }  # fmt: skip
+        assert all(t.checkpoints == 2 and t.runs == ["run-1"] for t in dry.threads)
+        assert _aws_threads(agents) == {("u1", "t1"), ("u2", "t1"), ("u1", "t10"), ("u2", "t2")}
+        receipt = erase_thread(agents, "t1")
+        assert receipt.ok and len(receipt.threads) == 2
+        assert _aws_threads(agents) == {("u1", "t10"), ("u2", "t2")}
+        by_actor = erase_actor(agents, "u2")
+        assert by_actor.ok and [(t.actor_id, t.thread_id) for t in by_actor.threads] == [
+            ("u2", "t2")
+        ]
+        assert _aws_threads(agents) == {("u1", "t10")}
+        with pytest.raises(ConfigError, match="store"):
+            erase_thread(agents, "t10", store_namespaces=[("memories", "u1")])
+
+        sessions = BedrockSessionSaver(client=emulator.agent_runtime_client())
+        kept, gone = (sessions.session_client.create_session().session_id for _ in "ab")
+        for sid in (kept, gone):
+            _write_aws(sessions, {"thread_id": sid})
+        receipt = erase_thread(sessions, gone)
+        assert receipt.ok and receipt.threads[0].checkpoints == 2
+        assert "2 checkpoints" in "\n".join(receipt.lines())
+        assert sessions.get_tuple({"configurable": {"thread_id": gone}}) is None
+        assert sessions.get_tuple({"configurable": {"thread_id": kept}}) is not None
+        with pytest.raises(ConfigError, match="no actors"):
+            erase_actor(sessions, "u1")
+
+
+def _write_aws(saver: Any, conf: dict[str, str]) -> None:
+    """Two checkpoints of run-1, the first with a task's writes."""
+    parent = {"configurable": {**conf, "checkpoint_ns": ""}}
+    for step in range(2):
+        cp = empty_checkpoint()
+        cp["channel_values"] = {"messages": [f"m{step}"]}
+        cp["channel_versions"] = {"messages": f"{step + 1}"}
+        parent = saver.put(
+            parent,
+            cp,
+            {"source": "loop", "step": step, "run_id": "run-1"},
+            {"messages": f"{step + 1}"},
+        )
+        if step == 0:
+            saver.put_writes(parent, [("messages", ["w"])], "task-1")
+
+
+def _aws_threads(saver: Any) -> set[tuple[str | None, str]]:
+    return {
+        (t.config["configurable"].get("actor_id"), t.config["configurable"]["thread_id"])
+        for t in saver.list(None)
+    }
 
 
 def test_erase_on_a_cluster(tmp_path: Any) -> None:
