@@ -7,10 +7,11 @@ Every function is synchronous and takes a *target* first: a URL (``None``: the
 session ``("a", actor_id, thread_id)``) or a raw session tuple such as ``("t", "t-1")``.
 
 ``replay`` never reads a projection: it folds the thread's log entries into a fresh
-in-memory state (:class:`ThreadFold`), so comparing it with ``get_tuple`` checks the
-views against the log. ``fork`` copies the log of a thread up to a checkpoint into a new
-thread in one atomic append, so ``get_tuple`` on the fork returns the replayed state
-without the checkpoint's pending writes (as LangGraph's own fork leaves them behind).
+in-memory state (:class:`~streamstate.fold.ThreadFold`, which does no I/O), so
+comparing it with ``get_tuple`` checks the views against the log. ``fork`` copies the
+log of a thread up to a checkpoint into a new thread in one atomic append, without the
+checkpoint's pending writes: resuming the fork runs the next step again (an interrupt
+asks again), as LangGraph's own fork does.
 
 Errors: an unknown session or checkpoint raises :class:`~streamstate.errors.NotFound`,
 an unreachable server :class:`~streamstate.errors.BackendUnavailable`, a fork onto an
@@ -32,7 +33,7 @@ from typing import Any
 
 import valkey
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import CheckpointTuple, writes_sort_key
+from langgraph.checkpoint.base import CheckpointTuple
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
@@ -51,14 +52,12 @@ from streamstate.eventlog.codec import Codec
 from streamstate.eventlog.events import (
     BlobsPut,
     CheckpointPut,
-    Event,
     ItemDeleted,
     ItemPut,
     LogEntry,
-    Typed,
     WritesPut,
 )
-from streamstate.eventlog.keys import Keyspace, SessionName, parse_session_tag, session_parts
+from streamstate.eventlog.keys import Keyspace, SessionName, parse_session_tag
 from streamstate.eventlog.ops import Projection
 from streamstate.eventlog.valkey import RetryPolicy, ValkeyEventLog
 from streamstate.eventlog.valkey._core import (
@@ -69,11 +68,17 @@ from streamstate.eventlog.valkey._core import (
     value_count,
 )
 from streamstate.eventlog.valkey.scripts import LuaScript
+from streamstate.fold import (
+    HistoryEntry,
+    ThreadFold,
+    node_of,
+    session_label,
+    session_of,
+    thread_of,
+)
 from streamstate.projections import checkpoints as thread_views
 from streamstate.projections.checkpoints import (
-    SPECIAL_CHANNELS,
     cp_field,
-    version_token,
 )
 
 __all__ = [
@@ -112,49 +117,6 @@ CLI_RETRY = RetryPolicy(attempts=3, budget=3.0, max_wait=0.5)
 
 
 # -- results -------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class HistoryEntry:
-    """One checkpoint of a thread, as its log records it."""
-
-    entry_id: str
-    """Id of the log entry that saved the checkpoint."""
-    ns: str
-    checkpoint_id: str
-    parent_id: str | None
-    step: int | None
-    source: str | None
-    writes: dict[str, list[str]]
-    """Node -> channels it wrote, for the writes that made this checkpoint: the tasks run
-    from its parent (a ``loop`` checkpoint), the update alone (``update``, as
-    ``"(update)"``), none (``input``, ``fork``). See :func:`own_writes`."""
-    created_at: float
-
-
-UPDATE_TASK = "~__interrupt__"
-"""How a task path of ``update_state``'s writes begins (LangGraph runs an update as a task
-at path ``(INTERRUPT, i)``)."""
-
-
-def own_writes(source: str | None, parent_writes: dict[str, list[str]]) -> dict[str, list[str]]:
-    """The writes that made a checkpoint of this ``source``, of its parent's pending
-    writes (``node -> channels``).
-
-    A ``loop`` checkpoint is made by the tasks run from its parent: the parent's pending
-    writes. An ``update`` checkpoint is made by the update alone (LangGraph stores its
-    writes on the parent, next to the parent's own pending writes, which did not make it).
-    A ``fork`` (a copy) and an ``input`` checkpoint are made by no task's writes.
-    """
-    if source == "update":
-        found: dict[str, list[str]] = {}
-        for node, channels in parent_writes.items():
-            if node.startswith(UPDATE_TASK):
-                found.setdefault("(update)", []).extend(channels)
-        return found
-    if source in ("fork", "input"):
-        return {}
-    return dict(parent_writes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,164 +190,6 @@ class Stats:
     @property
     def bytes(self) -> int:
         return sum(s.bytes for s in self.sessions)
-
-
-# -- sessions --------------------------------------------------------------------------
-
-
-def session_of(thread: SessionName, actor_id: str | None = None) -> tuple[str, ...]:
-    """The log session a thread id (or raw session tuple) names."""
-    if isinstance(thread, str):
-        return Thread(thread, actor_id).session
-    if actor_id is not None:
-        raise ConfigError("actor_id goes with a thread id, not with a session tuple")
-    return session_parts(thread)
-
-
-def thread_of(thread: SessionName, actor_id: str | None = None) -> Thread:
-    """The LangGraph thread behind a session; other sessions (stores) raise ConfigError."""
-    found = Thread.from_session(session_of(thread, actor_id))
-    if found is None:
-        raise ConfigError(f"session {session_label(session_of(thread))} is not a thread")
-    return found
-
-
-def session_label(session: Sequence[str]) -> str:
-    """A session for people: ``t/thread-1``, ``a/actor/thread-1``, ``store/default``."""
-    return "/".join(session)
-
-
-# -- the in-memory fold ------------------------------------------------------------------
-
-
-class ThreadFold:
-    """A thread's checkpoints rebuilt in memory from its log entries alone.
-
-    The rules are stated here a second time, apart from the views' Lua, so that
-    comparing a replay with ``get_tuple`` checks the views instead of repeating them:
-    the last put of a checkpoint wins, so does the last value stored for a channel
-    version (as in LangGraph's InMemorySaver; versions are unique, so a value is stored
-    once), a task's ordinary write is kept first-come while its special writes (error,
-    interrupt, resume, scheduled) are replaced, the newest checkpoint of a namespace is
-    its greatest id.
-    """
-
-    def __init__(self, thread: Thread) -> None:
-        self.thread = thread
-        self.entries: list[LogEntry] = []
-        self.checkpoints: dict[tuple[str, str], tuple[str, CheckpointPut]] = {}
-        self.blobs: dict[tuple[str, str, str], Typed] = {}
-        self.writes: dict[tuple[str, str], dict[tuple[str, int], tuple[str, str, Typed]]] = {}
-        self.latest: dict[str, str] = {}
-
-    def apply(self, entry: LogEntry) -> None:
-        """Fold one more entry (entries must come in log order)."""
-        self.entries.append(entry)
-        match entry.event:
-            case CheckpointPut() as cp:
-                self.checkpoints[(cp.ns, cp.checkpoint_id)] = (entry.id, cp)
-                for b in cp.blobs:
-                    self.blobs[(cp.ns, b.channel, version_token(b.version))] = b.value
-                if cp.checkpoint_id > self.latest.get(cp.ns, ""):
-                    self.latest[cp.ns] = cp.checkpoint_id
-            case BlobsPut() as bl:
-                for b in bl.blobs:
-                    self.blobs[(bl.ns, b.channel, version_token(b.version))] = b.value
-            case WritesPut() as wr:
-                task = self.writes.setdefault((wr.ns, wr.checkpoint_id), {})
-                for w in wr.writes:
-                    row = (wr.task_path, w.channel, w.value)
-                    if w.channel in SPECIAL_CHANNELS:
-                        task[(wr.task_id, w.idx)] = row
-                    else:
-                        task.setdefault((wr.task_id, w.idx), row)
-            case ItemPut() | ItemDeleted():
-                pass
-
-    def resolve(self, checkpoint_id: str | None, ns: str = "") -> str | None:
-        """The checkpoint id meant (``None``: the namespace's newest), if the log has it."""
-        cid = checkpoint_id or self.latest.get(ns)
-        return cid if cid is not None and (ns, cid) in self.checkpoints else None
-
-    def tuple(self, ns: str, checkpoint_id: str, serde: SerializerProtocol) -> CheckpointTuple:
-        """The checkpoint as ``get_tuple`` returns it, decoded with ``serde``."""
-        _entry_id, cp = self.checkpoints[(ns, checkpoint_id)]
-        checkpoint = serde.loads_typed(cp.checkpoint)
-        values: dict[str, Any] = {}
-        for channel, version in cp.versions:
-            typed = self.blobs.get((ns, channel, version_token(version)))
-            if typed is not None and typed[0] != "empty":
-                values[channel] = serde.loads_typed(typed)
-        checkpoint["channel_values"] = values
-        rows = [
-            (writes_sort_key(path, task_id, idx), task_id, channel, typed)
-            for (task_id, idx), (path, channel, typed) in self.writes.get(
-                (ns, checkpoint_id), {}
-            ).items()
-        ]
-        rows.sort(key=lambda r: r[0])
-        return CheckpointTuple(
-            config=self.thread.config(ns, checkpoint_id),
-            checkpoint=checkpoint,
-            metadata=serde.loads_typed(cp.metadata),
-            parent_config=self.thread.config(ns, cp.parent_id) if cp.parent_id else None,
-            pending_writes=[(t, c, serde.loads_typed(v)) for _, t, c, v in rows],
-        )
-
-    def history(self, serde: SerializerProtocol) -> list[HistoryEntry]:
-        # (the rule for which of the parent's writes made a checkpoint: own_writes)
-        """Every checkpoint, newest first (log order reversed)."""
-        out = []
-        for entry_id, cp in self.checkpoints.values():
-            meta = serde.loads_typed(cp.metadata) or {}
-            produced: dict[str, list[str]] = {}
-            if cp.parent_id is not None:
-                for (task_id, _idx), (path, channel, _v) in sorted(
-                    self.writes.get((cp.ns, cp.parent_id), {}).items()
-                ):
-                    produced.setdefault(node_of(path, task_id), []).append(channel)
-            step = meta.get("step")
-            out.append(
-                HistoryEntry(
-                    entry_id=entry_id,
-                    ns=cp.ns,
-                    checkpoint_id=cp.checkpoint_id,
-                    parent_id=cp.parent_id,
-                    step=step if isinstance(step, int) else None,
-                    source=meta.get("source"),
-                    writes=own_writes(meta.get("source"), produced),
-                    created_at=cp.created_at,
-                )
-            )
-        out.sort(key=lambda h: _id_key(h.entry_id), reverse=True)
-        return out
-
-    def fork_events(self, ns: str, checkpoint_id: str) -> list[Event]:
-        """The log up to the checkpoint, without the checkpoint's own pending writes."""
-        entry_id, _cp = self.checkpoints[(ns, checkpoint_id)]
-        cut = _id_key(entry_id)
-        mine = (ns, checkpoint_id)
-        return [
-            e.event
-            for e in self.entries
-            if _id_key(e.id) <= cut
-            and not (isinstance(e.event, WritesPut) and (e.event.ns, e.event.checkpoint_id) == mine)
-        ]
-
-
-def _id_key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
-def node_of(task_path: str, task_id: str) -> str:
-    """The node a task ran (LangGraph paths read ``~__pregel_pull, <node>``)."""
-    kind, _, rest = task_path.partition(", ")
-    if kind == "~__pregel_pull" and rest:
-        return rest
-    if task_id == "00000000-0000-0000-0000-000000000000":
-        return "(input)"
-    return task_path or task_id[:8]
 
 
 # -- JSON-able views ---------------------------------------------------------------------

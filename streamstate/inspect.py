@@ -37,14 +37,7 @@ from typing import Any, Literal
 from langgraph.checkpoint.base import CheckpointTuple
 
 from streamstate.adapters._checkpoints import ACTOR_THREAD, THREAD, Thread
-from streamstate.audit import (
-    HistoryEntry,
-    Target,
-    ThreadFold,
-    connect,
-    jsonable,
-    node_of,
-)
+from streamstate.audit import Target, connect, jsonable
 from streamstate.errors import ConfigError, NotFound
 from streamstate.eventlog._drive import Flow, complete
 from streamstate.eventlog.events import CheckpointPut, Typed
@@ -57,6 +50,7 @@ from streamstate.eventlog.keys import (
 )
 from streamstate.eventlog.valkey._core import ScriptCall, text
 from streamstate.eventlog.valkey.scripts import LuaScript
+from streamstate.fold import HistoryEntry, ThreadFold, node_of
 from streamstate.projections import checkpoints as thread_views
 
 __all__ = [

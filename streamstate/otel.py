@@ -40,10 +40,11 @@ from urllib.parse import urlsplit
 
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from streamstate.audit import Target, ThreadFold, connect, jsonable, node_of
+from streamstate.audit import Target, connect, jsonable
 from streamstate.errors import ConfigError, StreamstateError
 from streamstate.eventlog.events import CheckpointPut, LogEntry, WritesPut
 from streamstate.eventlog.keys import SessionName, session_tag
+from streamstate.fold import ThreadFold, node_of
 from streamstate.inspect import checkpoint_time, entry_time, iso
 
 __all__ = [
