@@ -63,6 +63,7 @@ from streamstate.adapters._bedrock_core import SessionInfo
 from streamstate.adapters._saver_shell import CoreFlows, SaverShell
 from streamstate.adapters._shell import Runners, documented
 from streamstate.errors import ConfigError
+from streamstate.eventlog import _aws
 from streamstate.eventlog._drive import Flow
 from streamstate.eventlog.bedrock import (
     ApiCall,
@@ -86,15 +87,6 @@ __all__ = [
 SERVICE = "bedrock-agent-runtime"
 
 
-def _secret(value: Any) -> str | None:
-    """A str from a str or a pydantic ``SecretStr``."""
-    if value is None:
-        return None
-    if hasattr(value, "get_secret_value"):
-        return str(value.get_secret_value())
-    return str(value)
-
-
 def make_client(
     session: Any = None,
     region_name: str | None = None,
@@ -105,35 +97,20 @@ def make_client(
     endpoint_url: str | None = None,
     config: Any = None,
 ) -> Any:
-    """A ``bedrock-agent-runtime`` client with botocore's ``standard`` retries.
-
-    Throttling and 5xx answers are retried with backoff (5 attempts); a ``config``
-    given by the caller wins over these defaults.
-    """
-    import boto3
-    from botocore.config import Config
-
-    defaults = Config(
-        retries={"mode": "standard", "total_max_attempts": 5}, user_agent_extra="streamstate"
-    )
-    merged = defaults.merge(config) if config is not None else defaults
-    if session is None:
-        options: dict[str, Any] = {}
-        if credentials_profile_name:
-            options["profile_name"] = credentials_profile_name
-        if aws_access_key_id is not None or aws_secret_access_key is not None:
-            if aws_access_key_id is None or aws_secret_access_key is None:
-                raise ConfigError(
-                    "aws_access_key_id and aws_secret_access_key must be given together"
-                )
-            options["aws_access_key_id"] = _secret(aws_access_key_id)
-            options["aws_secret_access_key"] = _secret(aws_secret_access_key)
-            options["aws_session_token"] = _secret(aws_session_token)
-        session = boto3.Session(**options)
-    elif credentials_profile_name or aws_access_key_id is not None:
-        raise ConfigError("pass credentials or a boto3 session, not both")
-    return session.client(
-        SERVICE, region_name=region_name, endpoint_url=endpoint_url, config=merged
+    """A ``bedrock-agent-runtime`` client with botocore's ``standard`` retries (5
+    attempts; a ``config`` given by the caller is merged over these defaults): the
+    shared :func:`streamstate.eventlog._aws.make_client`, with the positional order
+    of langgraph-checkpoint-aws's savers."""
+    return _aws.make_client(
+        SERVICE,
+        session=session,
+        region_name=region_name,
+        credentials_profile_name=credentials_profile_name,
+        aws_access_key_id=aws_access_key_id,
+        aws_secret_access_key=aws_secret_access_key,
+        aws_session_token=aws_session_token,
+        endpoint_url=endpoint_url,
+        config=config,
     )
 
 

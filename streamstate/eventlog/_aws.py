@@ -239,9 +239,12 @@ def make_client(
     ``config`` says otherwise (``config`` is merged over ours).
 
     Raises:
-        ConfigError: ``client`` combined with options that would build one, or
-            ``session`` combined with ``credentials_profile_name``.
+        ConfigError: ``client`` combined with options that would build one,
+            ``session`` combined with ``credentials_profile_name`` or with credentials,
+            or a key id without its secret (or the reverse).
     """
+    if (aws_access_key_id is None) != (aws_secret_access_key is None):
+        raise ConfigError("aws_access_key_id and aws_secret_access_key must be given together")
     options = {
         "region_name": region_name,
         "aws_access_key_id": secret(aws_access_key_id),
@@ -263,6 +266,8 @@ def make_client(
 
     if session is not None and credentials_profile_name:
         raise ConfigError("pass either session or credentials_profile_name, not both")
+    if session is not None and aws_access_key_id is not None:
+        raise ConfigError("pass credentials or a boto3 session, not both")
     if session is None:
         session = boto3.session.Session(profile_name=credentials_profile_name or None)
     merged = Config(

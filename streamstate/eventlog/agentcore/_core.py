@@ -1,70 +1,4 @@
-"""The event log on AgentCore Memory: streamstate events stored as AgentCore events.
-
-A session is an AgentCore ``(actorId, sessionId)`` pair: a session name ``"s-1"`` uses
-the log's default actor, ``("alice", "s-1")`` names both.
-
-Layout of one append
---------------------
-The events of one append travel in one :class:`Envelope` (the events, plus ``refs``:
-links a saver records to older AgentCore events). The envelope goes through the
-codec (msgpack, zstd, optional cipher) and then through **base64**, because a ``blob``
-payload item is a JSON document, not bytes. base64 costs a third on top of the
-compressed size; base85 would cost a quarter but is pure Python in CPython, about 50x
-slower (1 s per 5 MB each way), so it would dominate large checkpoints.
-
-* ``payload[0]`` is a small JSON header, ``{"ss": 1}``, plus ``"parts"`` (event ids)
-  when the append was split.
-* ``payload[1:]`` are the base64 text in chunks of at most ``Limits.max_item_chars``
-  (under the documented 100 KB message size).
-
-An append fits one CreateEvent while it needs at most 100 payload items and 10 MB;
-beyond that the leading chunks go to *part* events, created first, and the *head*
-event, created last, lists them, so a reader that sees a head can always assemble it.
-
-Metadata (at most 15 keys; values escaped by :func:`meta_value`):
-
-* ``ss.seq``: our sequence (heads only), milliseconds * 1000 + 3 random digits,
-  strictly increasing per session within a process; entry ids are ``"<seq>-<index>"``,
-  so the log has a total order of its own.
-* ``ss.n``: number of streamstate events in the head (absent: 1); ``ss.i0``: index of
-  the first of them (absent: 0; set when ``trim`` rewrote the event).
-* ``ss.k``: kind, ``log`` (appended through this API), ``cp``/``wr`` (saver checkpoints
-  and writes), ``px`` (a part), ``msg`` (a store message).
-* ``ss.of``: on parts, the ``ss.seq`` of their head. ``ss.idem``: the caller's
-  idempotency key. ``ss.key``: on store messages, the store key.
-
-Ordering: reads sort by ``ss.seq`` on the client. Incremental reads (``tail``,
-consumer groups) page newest-first and stop at the first event they have already
-seen, so they rely on ListEvents listing newest first, as the service does in
-practice (the AWS SDK's ``get_last_k_turns`` relies on it too); so does the saver's
-"latest checkpoint" read. Each process gives a session strictly increasing event
-timestamps (the ms of ``ss.seq``), so the service's order follows ours.
-
-Idempotency: every CreateEvent carries a ``clientToken``, so botocore's retries (and
-ours) never duplicate an event. An append with ``idempotency_key`` uses a token derived
-from the key; a second append with that key is answered by the service with
-``IdempotentParameterMismatchException`` (its timestamp differs), and the earlier head
-is then found by its ``ss.idem`` metadata. The service keeps tokens for a limited time,
-so this protects retries, not replays days later.
-
-Consumer groups keep their state (cursor, pending entries per consumer) in the
-log object's memory: AgentCore has no compare-and-set, so durable cross-process groups
-would need another store. A restarted consumer in the same process gets its pending
-entries again, as the contract requires; a new process starts its groups afresh.
-
-Errors: botocore's ``standard`` retries (and ours, see :class:`Runner`) cover
-throttling, 5xx and RetryableConflictException; whatever remains is raised as
-:class:`AgentCoreError` (keeping the service's code, status and message), connection
-failures as ``BackendUnavailable``. ListEvents answers a session without events with an
-empty list, so a ResourceNotFoundException on a read means the memory (or an event a
-checkpoint references) is missing and is raised as :class:`AgentCoreNotFound`, never
-read as "no checkpoint". Only deletes treat it as done (the event was already gone).
-
-Calls per operation: ``append`` 1 CreateEvent (+1 per extra 100 items); ``read``,
-``length``, ``delete`` and ``trim`` list the whole session (ListEvents pages, then one
-DeleteEvent per event to delete); a ``tail`` poll and a group read list only the events
-newer than the last one seen (usually one ListEvents).
-"""
+"""The agentcore log's core: ids, the stored form and every flow, without I/O."""
 
 from __future__ import annotations
 
@@ -85,15 +19,11 @@ import msgspec
 
 from streamstate.errors import (
     AgentCoreError,
-    AgentCoreNotFound,
-    BackendUnavailable,
     CodecError,
     ConfigError,
 )
-from streamstate.eventlog import _aws
-from streamstate.eventlog._aws import CLOCK, Call, Parallel, Sleep, operation_name
+from streamstate.eventlog._aws import CLOCK, Call, Parallel, Sleep
 from streamstate.eventlog._drive import Emit, Flow
-from streamstate.eventlog._flow_shell import AsyncFlowEventLog, FlowEventLog
 from streamstate.eventlog.codec import Codec
 from streamstate.eventlog.contract import AppendResult
 from streamstate.eventlog.events import Event, LogEntry
@@ -141,50 +71,6 @@ class Limits:
         # one item is the header; keep 64 KB of the body for metadata and JSON framing
         by_size = (self.max_event_bytes - 65_536) // (self.max_item_chars + 16)
         return max(1, min(self.max_items - 1, by_size))
-
-
-# -- the runner: AgentCore's translation of botocore's errors -----------------------------
-
-
-def translate(exc: Exception, call: Call) -> Exception:
-    """The one translation of a botocore exception into a streamstate error: a
-    ``ClientError`` into :class:`AgentCoreError` (:class:`AgentCoreNotFound` for a
-    missing resource), any other into :class:`BackendUnavailable`."""
-    from botocore.exceptions import ClientError
-
-    operation = operation_name(call.method)
-    if not isinstance(exc, ClientError):
-        return BackendUnavailable(f"{operation}: {exc}")
-    response = exc.response
-    error = response.get("Error", {})
-    code = error.get("Code", "Unknown")
-    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    message = f"{operation} failed: {code} ({status}): {error.get('Message', '')}"
-    cls = AgentCoreNotFound if code == "ResourceNotFoundException" else AgentCoreError
-    return cls(
-        message, operation=operation, code=code, status=status, reason=response.get("reason")
-    )
-
-
-class Runner(_aws.Runner):
-    """The shared AWS runner (:class:`streamstate.eventlog._aws.Runner`) with AgentCore's
-    error translation."""
-
-    def __init__(self, client: Any, *, conflict_attempts: int = 5, max_workers: int = 8) -> None:
-        super().__init__(
-            client,
-            translate,
-            name="agentcore",
-            conflict_attempts=conflict_attempts,
-            max_workers=max_workers,
-        )
-
-
-def make_client(**boto3_kwargs: Any) -> Any:
-    """A ``bedrock-agentcore`` client from the usual boto3 options (``client``,
-    ``session``, ``region_name``, ``endpoint_url``, ``config``, credentials...), or the
-    one given: see :func:`streamstate.eventlog._aws.make_client`."""
-    return _aws.make_client(SERVICE, **boto3_kwargs)
 
 
 # -- metadata, filters, ids ----------------------------------------------------------------
@@ -897,41 +783,3 @@ class LogCore:
         actor_id, session_id = self.where(session)
         heads = yield from self.heads_flow(actor_id, session_id, payloads=False)
         return len({i for h in heads for i in h.entry_ids})
-
-
-# -- the two shells ------------------------------------------------------------------------
-
-
-class _AgentCoreShell:
-    """The constructor both AgentCore shells share; they differ only in ``run``
-    (:class:`~streamstate.eventlog._aws.SyncRunning` or ``AsyncRunning``)."""
-
-    def __init__(
-        self,
-        memory_id: str,
-        *,
-        actor_id: str = "streamstate",
-        codec: Codec | None = None,
-        limits: Limits | None = None,
-        **boto3_kwargs: Any,
-    ) -> None:
-        self.core = LogCore(memory_id, codec=codec, limits=limits, actor_id=actor_id)
-        self.client = make_client(**boto3_kwargs)
-        self.runner: _aws.Runner = Runner(self.client)
-
-
-class AgentCoreEventLog(_AgentCoreShell, _aws.SyncRunning, FlowEventLog[LogCore]):
-    """The event-log contract over AgentCore Memory, synchronous.
-
-    Args:
-        memory_id: The AgentCore memory id (or ARN).
-        actor_id: Actor of sessions named by a plain string.
-        codec: Codec for envelopes (default: msgpack + zstd).
-        limits: CreateEvent size limits.
-        **boto3_kwargs: ``client``, ``session``, ``region_name``, ``endpoint_url``,
-            ``config``, credentials...: see :func:`make_client`.
-    """
-
-
-class AsyncAgentCoreEventLog(_AgentCoreShell, _aws.AsyncRunning, AsyncFlowEventLog[LogCore]):
-    """The asyncio twin of :class:`AgentCoreEventLog` (boto3 calls run in worker threads)."""

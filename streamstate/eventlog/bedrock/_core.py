@@ -1,51 +1,4 @@
-"""The event log on Amazon Bedrock session management: one entry per invocation step.
-
-Sessions
-    A log session name (a LangGraph thread id, ``"audit-7"``, ``("t", "x")``) lives in
-    one Bedrock session: the session whose id the name *is* (a lowercase session UUID or
-    ARN that exists), else the oldest session whose ``sessionMetadata`` entry
-    ``streamstate.session`` holds the name's tag. CreateSession picks its own ids, so a
-    name that is not a session gets such an *alias* session on its first append. Aliases
-    are found with ListSessions plus one GetSession per session this process has not
-    seen yet (summaries carry no metadata), and cached. Two processes racing to create
-    one alias both keep the oldest claimant and delete their own.
-
-Invocations (ids are uuid5 of the session id and a role, so every process finds them)
-    * one per checkpoint namespace, holding its ``CheckpointPut`` steps: the latest
-      checkpoint is on the first page of that invocation's newest-first listing;
-    * one per checkpoint, holding its ``WritesPut`` steps (one per task, so parallel
-      tasks never overwrite each other) and its retraction marker; it is created with
-      the checkpoint, so reading a checkpoint's writes lists only its own steps;
-    * ``log`` for other events, ``control`` for trim marks, one per consumer group.
-
-Steps
-    Step ids are UUIDs chosen by the client, derived (uuid5) from the session id and an
-    idempotency key, so a retried write (botocore's or the caller's) addresses the same
-    step and never duplicates it. Their first hex digit is the step's *kind*, because a
-    listing carries ids but no payloads: readers tell checkpoints, writes, continuations
-    and control records apart without fetching them. A payload is ``contentBlocks`` of
-    text: a JSON header (format, kind, entry id, step count, step index), then the
-    codec-encoded event in base64, split into blocks. An event too large for one step
-    continues in further steps whose ids derive from the first step's id and the entry
-    id; the first step is written last, so a reader never sees half an entry.
-
-Ordering
-    Entry ids are ``"<microseconds>-<writer>"``: a per-process clock that never runs
-    backwards (and moves past every id this process has read), and a random writer
-    number that breaks ties between processes. ``invocationStepTime`` is set to the same
-    microsecond, so the service's newest-first listing agrees with entry ids; readers
-    still sort by the id in the payload and fetch every step that ties on the listed
-    time, so a service that rounds times stays correct.
-
-Not atomic, and other limits
-    Bedrock has no multi-step transaction and no step deletion. An append of several
-    events writes them one by one (a retry with the same key completes it). ``trim``
-    writes a mark that readers honour; the steps stay stored until the session is
-    deleted. ``delete`` ends and deletes the session(s). ``tail`` polls. Consumer groups
-    keep deliveries in memory and persist acknowledgements as steps of the group's
-    invocation: after a restart every unacknowledged entry is delivered again (to any
-    consumer), which keeps the at-least-once promise.
-"""
+"""The bedrock log's core: ids, the stored form and every flow, without I/O."""
 
 from __future__ import annotations
 
@@ -65,116 +18,20 @@ from typing import Any
 
 from streamstate.errors import (
     BackendError,
-    BedrockApiError,
     BedrockConflict,
     BedrockNotFound,
-    BedrockUnavailable,
-    BedrockValidationError,
     CodecError,
     ConfigError,
     SessionNotActive,
 )
-from streamstate.eventlog import _aws
 from streamstate.eventlog._aws import NOW, Call, Parallel, Sleep
 from streamstate.eventlog._drive import Emit, Flow
-from streamstate.eventlog._flow_shell import AsyncFlowEventLog, FlowEventLog
+from streamstate.eventlog.bedrock._exec import BATCH_SIZE, _SessionGone
 from streamstate.eventlog.codec import Codec
 from streamstate.eventlog.contract import AppendResult
 from streamstate.eventlog.events import CheckpointPut, Event, LogEntry, WritesPut
 from streamstate.eventlog.keys import SessionName, session_parts, session_tag
 from streamstate.eventlog.ops import Op
-
-__all__ = [
-    "AsyncBedrockEventLog",
-    "BedrockApiError",
-    "BedrockConflict",
-    "BedrockEventLog",
-    "BedrockLogCore",
-    "BedrockNotFound",
-    "BedrockUnavailable",
-    "BedrockValidationError",
-    "SessionNotActive",
-]
-
-# --------------------------------------------------------------------------- errors
-
-
-class _SessionGone(Exception):
-    """Internal: a cached session vanished (deleted elsewhere); resolve again."""
-
-
-_UNAVAILABLE_CODES = frozenset(
-    {
-        "ThrottlingException",
-        "ThrottledException",
-        "TooManyRequestsException",
-        "InternalServerException",
-        "ServiceException",
-        "ServiceUnavailableException",
-        "ServiceUnavailable",
-    }
-)
-
-
-def translate(exc: Exception, call: Call) -> BedrockApiError:
-    """The one translation of a botocore exception into a Bedrock error."""
-    from botocore.exceptions import ClientError, ParamValidationError
-    from botocore.exceptions import ConnectionError as BotoConnectionError
-
-    operation = call.method
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error") or {}
-        code = str(error.get("Code") or "ClientError")
-        message = str(error.get("Message") or exc)
-        status = (exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
-        kind: type[BedrockApiError] = BedrockApiError
-        if code == "ResourceNotFoundException":
-            kind = BedrockNotFound
-        elif code == "ConflictException":
-            kind = BedrockConflict
-        elif code == "ValidationException":
-            kind = BedrockValidationError
-        elif code in _UNAVAILABLE_CODES or (status is not None and status >= 500):
-            kind = BedrockUnavailable
-        return kind(message, operation=operation, code=code, status=status)
-    kind = BedrockApiError
-    if isinstance(exc, ParamValidationError):
-        return BedrockValidationError(
-            str(exc), operation=operation, code="ParamValidationError", status=None
-        )
-    if isinstance(exc, BotoConnectionError):
-        kind = BedrockUnavailable
-    return kind(str(exc), operation=operation, code=type(exc).__name__, status=None)
-
-
-# --------------------------------------------------------------------------- runners
-
-
-ApiCall = Call
-"""The name :mod:`streamstate.adapters.bedrock` imports the shared call by."""
-
-BATCH_SIZE = 16
-"""Calls per :class:`~streamstate.eventlog._aws.Parallel` step: enough concurrency to hide
-latency, not a burst to throttle."""
-
-
-class SyncRunner(_aws.Runner):
-    """The shared AWS runner with Bedrock's error translation; the flow shells call it."""
-
-    def __init__(self, client: Any, *, workers: int = 8) -> None:
-        super().__init__(client, translate, name="bedrock", max_workers=workers)
-
-    def __call__(self, step: Any) -> Any:
-        return self.run(step)
-
-
-class AsyncRunner(SyncRunner):
-    """The asyncio twin of :class:`SyncRunner`: boto3 calls run in worker threads,
-    so the event loop never blocks on the network."""
-
-    async def __call__(self, step: Any) -> Any:  # type: ignore[override]
-        return await self.arun(step)
-
 
 # --------------------------------------------------------------------------- ids
 
@@ -1157,46 +1014,3 @@ class BedrockLogCore:
         with self._lock:
             self._resolved.pop(session_tag(name), None)
         return bool(sids)
-
-
-# --------------------------------------------------------------------------- shells
-
-
-class _BedrockShell:
-    """The constructor both Bedrock shells share; they differ only in ``run``
-    (:class:`~streamstate.eventlog._aws.SyncRunning` or ``AsyncRunning``)."""
-
-    def __init__(
-        self,
-        client: Any,
-        *,
-        codec: Codec | None = None,
-        core: BedrockLogCore | None = None,
-        **kwargs: Any,
-    ) -> None:
-        self.client = client
-        self.core = core or BedrockLogCore(codec, **kwargs)
-        self.runner: _aws.Runner = SyncRunner(client)
-
-
-class BedrockEventLog(_BedrockShell, _aws.SyncRunning, FlowEventLog[BedrockLogCore]):
-    """The event-log contract over Bedrock sessions, synchronously.
-
-    Methods keep the semantics of :mod:`streamstate.eventlog.contract`, with the
-    limits the module docstring lists: an append of several events is written step by
-    step (a retry with the same key completes it), ``trim`` hides entries instead of
-    deleting them, ``tail`` polls every ``block_ms``, and consumer groups keep
-    deliveries in memory (acknowledgements are stored).
-
-    Args:
-        client: A boto3 ``bedrock-agent-runtime`` client. Use botocore's ``standard``
-            retry mode (the default from botocore 1.44): throttling and 5xx are retried
-            with backoff, and retries resend the same step id, so they never duplicate.
-        codec: Codec of stored entries.
-        core: Share caches with another log or saver on the same client.
-        **kwargs: Passed to :class:`BedrockLogCore` when ``core`` is not given.
-    """
-
-
-class AsyncBedrockEventLog(_BedrockShell, _aws.AsyncRunning, AsyncFlowEventLog[BedrockLogCore]):
-    """The asyncio twin of :class:`BedrockEventLog` (same arguments and methods)."""
