@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,12 @@ import pytest
 import valkey
 
 from streamstate.server import EmbeddedServer
+
+# A suite started in the background without job control (`cmd &` in a script, nohup)
+# inherits SIGINT ignored, and so would every process it spawns; the Ctrl-C tests need
+# it delivered. A handled signal is reset to the default in an exec'd child.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _start(tmp: Path, **kwargs: object) -> EmbeddedServer:
