@@ -117,8 +117,12 @@ class ErasedThread:
     """Run ids (metadata ``run_id``) that wrote to it."""
 
     @property
+    def thread(self) -> Thread:
+        return Thread(self.thread_id, self.actor_id)
+
+    @property
     def session(self) -> tuple[str, ...]:
-        return Thread(self.thread_id, self.actor_id).session
+        return self.thread.session
 
 
 @dataclasses.dataclass(frozen=True)
@@ -277,22 +281,6 @@ def _iso(t: float) -> str:
 # -- the flows ------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class _Survey:
-    thread: Thread
-    events: int
-    checkpoints: int
-    bytes: int
-    keys: dict[str, str]
-    registries: list[RegistryEntry]
-    runs: list[str]
-
-    def erased(self) -> ErasedThread:
-        t = self.thread
-        return ErasedThread(t.thread_id, t.actor_id, self.events, self.checkpoints, self.bytes,
-                            self.keys, self.registries, self.runs)  # fmt: skip
-
-
 @dataclasses.dataclass
 class Eraser:
     """The erasure flows of one deployment (one key prefix). Only yields calls: the
@@ -351,7 +339,7 @@ class Eraser:
 
     # one session --------------------------------------------------------------------------
 
-    def survey_flow(self, thread: Thread) -> Flow[_Survey]:
+    def survey_flow(self, thread: Thread) -> Flow[ErasedThread]:
         """What the deployment holds of one session: keys, figures, registry entries."""
         keys = self.keyspace.session(thread.session)
         names = [*thread_views.thread_keys(keys), *thread_views.legacy_keys(keys)]
@@ -376,8 +364,16 @@ class Eraser:
                 member = (yield Command(("ZSCORE", entry.key, entry.member))) is not None
             if member:
                 registries.append(entry)
-        return _Survey(thread, max(events, 0), max(checkpoints, 0), size, present, registries,
-                       sorted(runs))  # fmt: skip
+        return ErasedThread(
+            thread.thread_id,
+            thread.actor_id,
+            events=max(events, 0),
+            checkpoints=max(checkpoints, 0),
+            bytes=size,
+            keys=present,
+            registries=registries,
+            runs=sorted(runs),
+        )
 
     def _registries(self, thread: Thread, runs: Sequence[str]) -> list[tuple[RegistryEntry, bool]]:
         """Every registry that can name the session, and whether it is a set."""
@@ -397,7 +393,7 @@ class Eraser:
             out.append((RegistryEntry("run", ks.global_key("run", run), tag), True))
         return out
 
-    def delete_flow(self, survey: _Survey) -> Flow[None]:
+    def delete_flow(self, survey: ErasedThread) -> Flow[None]:
         """Delete the session with the saver's path, then the entries that path leaves."""
         yield from self._saver.delete_one(survey.thread)
         done = {"threads", "actors-of", "actors"}  # what delete_one removes
@@ -527,11 +523,11 @@ class Eraser:
                 store_keys.update(deleted)
             leftover = yield from self.leftover_flow(surveys, doomed)
         return Receipt(thread_id, actor_id, self.keyspace.prefix, dry_run, time.time(),
-                       [s.erased() for s in surveys], store, store_keys, entries_left,
+                       list(surveys), store, store_keys, entries_left,
                        leftover)  # fmt: skip
 
     def leftover_flow(
-        self, surveys: Sequence[_Survey], doomed: dict[str, list[bytes]]
+        self, surveys: Sequence[ErasedThread], doomed: dict[str, list[bytes]]
     ) -> Flow[list[str]]:
         """What a second survey still finds of the erased sessions and items."""
         out: list[str] = []
@@ -608,9 +604,15 @@ def _aws_survey(saver: Any, thread: Thread) -> ErasedThread:
         if isinstance(run, str) and run:
             runs.add(run)
     return ErasedThread(
-        thread.thread_id, thread.actor_id, checkpoints + write_sets, checkpoints, 0, {}, [],
-        sorted(runs),
-    )  # fmt: skip
+        thread.thread_id,
+        thread.actor_id,
+        events=checkpoints + write_sets,
+        checkpoints=checkpoints,
+        bytes=0,  # the services report no sizes
+        keys={},
+        registries=[],
+        runs=sorted(runs),
+    )
 
 
 def _erase_aws(
@@ -643,7 +645,7 @@ def _erase_aws(
             else:
                 saver.delete_thread(t.thread_id, actor_id=t.actor_id)
         for t in threads:
-            left = _aws_survey(saver, Thread(t.thread_id, t.actor_id))
+            left = _aws_survey(saver, t.thread)
             if left.checkpoints:
                 label = t.thread_id if t.actor_id is None else f"{t.actor_id}/{t.thread_id}"
                 leftover.append(f"{label}: {left.checkpoints} checkpoints still listed")
