@@ -43,6 +43,7 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -73,9 +74,19 @@ conversations take the same memory either way (``python -m bench footprint``).""
 # -- interrupts that are never lost -----------------------------------------------------------
 # Python ignores an exception raised inside ``__del__``, so a Ctrl-C that lands while a
 # probe client is being collected would vanish and a start meant to be interrupted would
-# carry on. While a wait runs, the handler also notes the signal, and the loops check.
+# carry on. While a wait runs, the handler also notes the signal, and the loops check;
+# the "Exception ignored in __del__" report of that swallowed interrupt is dropped too,
+# since the interrupt is not ignored: it is delivered by the next check.
 
 _noted_signals: list[int] = []
+
+
+def _drop_noted_interrupts(previous: Any) -> Any:
+    def hook(unraisable: Any) -> None:
+        if not (_noted_signals and isinstance(unraisable.exc_value, KeyboardInterrupt)):
+            previous(unraisable)
+
+    return hook
 
 
 def _note_and_interrupt(signum: int, frame: Any) -> None:
@@ -111,6 +122,9 @@ def noting_interrupts(*signums: int) -> Iterator[None]:
             current = signal.getsignal(signum)
             if current in (signal.default_int_handler, signal.SIG_DFL, None):
                 installed.append((signum, signal.signal(signum, _note_and_interrupt)))
+    unraisable_hook = sys.unraisablehook
+    if installed:
+        sys.unraisablehook = _drop_noted_interrupts(unraisable_hook)
     try:
         yield
     except BaseException:
@@ -120,6 +134,8 @@ def noting_interrupts(*signums: int) -> Iterator[None]:
     finally:
         for signum, previous in reversed(installed):
             signal.signal(signum, previous)
+        if installed:
+            sys.unraisablehook = unraisable_hook
     if installed:
         raise_if_interrupted()  # noted after the last check, and swallowed
 
