@@ -20,6 +20,7 @@ BENCHES = {
     "chain": "bench.chain_bench",
     "replication": "bench.replication_bench",
     "threads": "bench.threads_bench",
+    "anatomy": "bench.anatomy_bench",
 }
 
 USAGE = f"usage: python -m bench {{{','.join([*BENCHES, 'all'])}}} [--quick] [options]"
