@@ -18,27 +18,39 @@ Arg = bytes | str | int | float
 
 
 class Op(NamedTuple):
-    """One mutation of a view. ``code`` is one of :data:`ARITY`."""
+    """One mutation of a view. ``code`` is one of :data:`OP_SPECS`."""
 
     code: str
     key: str
     args: tuple[Arg, ...] = ()
 
 
-ARITY: dict[str, int] = {
-    "HSET": 2,  # field value
-    "HSETNX": 2,  # field value: insert-if-absent
-    "HMAX": 2,  # field value: set if absent or value is greater (bytewise)
-    "HDEL": 1,  # field
-    "ZADD": 2,  # score member
-    "ZREM": 1,  # member
-    "SADD": 1,  # member
-    "SREM": 1,  # member
-    "SET": 1,  # value
-    "DEL": 0,
-    "PEXPIRE": 1,  # milliseconds
+class OpSpec(NamedTuple):
+    """What the server-side interpreter knows of one op code."""
+
+    arity: int  # arguments after the key
+    key_type: str | None  # the type the key must hold (or not exist); None: any
+    batched: bool  # a run of consecutive ops with this code on one key is one command
+
+
+OP_SPECS: dict[str, OpSpec] = {
+    "HSET": OpSpec(2, "hash", True),  # field value
+    "HSETNX": OpSpec(2, "hash", True),  # field value: insert-if-absent
+    "HMAX": OpSpec(2, "hash", False),  # field value: set if absent or greater (bytewise)
+    "HDEL": OpSpec(1, "hash", True),  # field
+    "ZADD": OpSpec(2, "zset", True),  # score member
+    "ZREM": OpSpec(1, "zset", True),  # member
+    "SADD": OpSpec(1, "set", True),  # member
+    "SREM": OpSpec(1, "set", True),  # member
+    "SET": OpSpec(1, "string", False),  # value
+    "DEL": OpSpec(0, None, False),
+    "PEXPIRE": OpSpec(1, None, False),  # milliseconds
 }
-"""Op codes and their argument counts; the server-side interpreter knows exactly these."""
+"""The op codes: the one definition. The append script's Lua tables are rendered from
+it (:func:`streamstate.eventlog.valkey.scripts.op_tables_lua`), so the two cannot differ."""
+
+ARITY: dict[str, int] = {code: spec.arity for code, spec in OP_SPECS.items()}
+"""Op codes and their argument counts."""
 
 
 def hset(key: str, field: Arg, value: Arg) -> Op:

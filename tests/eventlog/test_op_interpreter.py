@@ -98,3 +98,47 @@ def test_batched_runs_apply_like_one_op_at_a_time(
 
 def _call_args(call: _core.ScriptCall) -> list[Any]:
     return ["EVAL", call.script.source, len(call.keys), *call.keys, *call.args]
+
+
+ONE_OP = {
+    "HSET": lambda k: ops.hset(k, "f", "v"),
+    "HSETNX": lambda k: ops.hsetnx(k, "f", "v"),
+    "HMAX": lambda k: ops.hmax(k, "f", "v"),
+    "HDEL": lambda k: ops.hdel(k, "f"),
+    "ZADD": lambda k: ops.zadd(k, 1, "m"),
+    "ZREM": lambda k: ops.zrem(k, "m"),
+    "SADD": lambda k: ops.sadd(k, "m"),
+    "SREM": lambda k: ops.srem(k, "m"),
+    "SET": lambda k: ops.set_(k, "v"),
+    "DEL": lambda k: ops.delete(k),
+    "PEXPIRE": lambda k: ops.pexpire(k, 60_000),
+}
+
+
+def test_every_op_code_is_known_to_the_server_with_its_key_type(client: valkey.Valkey) -> None:
+    # OP_SPECS is the one definition of the op codes; the script's tables are rendered
+    # from it. Each code runs, and a code bound to a key type refuses a key of another
+    # type before anything is written.
+    assert set(ONE_OP) == set(ops.OP_SPECS)
+    keyspace = Keyspace(f"ops{uuid.uuid4().hex[:8]}")
+    session = ("t", "codes")
+    for code, spec in ops.OP_SPECS.items():
+        key = keyspace.session(session).view(code.lower())
+        op = ONE_OP[code](key)
+        assert len(op.args) == spec.arity
+        client.execute_command(*_call_args(_core.plan_apply_ops(keyspace, session, [op])))
+        if spec.key_type is None:
+            continue
+        client.delete(key)
+        if spec.key_type == "string":
+            client.sadd(key, "other")
+        else:
+            client.set(key, "other")
+        before = client.dump(key)
+        try:
+            client.execute_command(*_call_args(_core.plan_apply_ops(keyspace, session, [op])))
+        except valkey.ResponseError as exc:
+            assert "WRONGTYPE" in str(exc) and f"expected a {spec.key_type}" in str(exc), exc
+        else:
+            raise AssertionError(f"{code} on a key of another type was not refused")
+        assert client.dump(key) == before

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+from streamstate.eventlog.ops import OP_SPECS
+
 
 @dataclass(frozen=True)
 class LuaScript:
@@ -90,12 +92,9 @@ if gk > 0 then
   proven[gk] = 'hash'
 end
 
-local arity = {HSET=2, HSETNX=2, HMAX=2, HDEL=1, ZADD=2, ZREM=1, SADD=1, SREM=1,
-               SET=1, DEL=0, PEXPIRE=1}
-local want = {HSET='hash', HSETNX='hash', HMAX='hash', HDEL='hash', ZADD='zset',
-              ZREM='zset', SADD='set', SREM='set', SET='string'}
--- A run of consecutive ops with the same code and key becomes one command.
-local batched = {HSET=true, HSETNX=true, HDEL=true, ZADD=true, ZREM=true, SADD=true, SREM=true}
+-- arity, want (key type) and batched (a run of consecutive ops with the same code and
+-- key becomes one command): rendered from ops.OP_SPECS
+OP_TABLES
 local runs = {}
 while i <= #ARGV do
   local code = ARGV[i]
@@ -229,6 +228,23 @@ for _, run in ipairs(runs) do
 end
 return reply
 """
+
+
+def op_tables_lua() -> str:
+    """The Lua tables ``arity``, ``want`` and ``batched`` of :data:`OP_SPECS`."""
+
+    def table(name: str, pairs: list[tuple[str, str]]) -> str:
+        return f"local {name} = {{" + ", ".join(f"{k}={v}" for k, v in pairs) + "}"
+
+    specs = OP_SPECS.items()
+    return "\n".join([
+        table("arity", [(code, str(spec.arity)) for code, spec in specs]),
+        table("want", [(code, f"'{spec.key_type}'") for code, spec in specs if spec.key_type]),
+        table("batched", [(code, "true") for code, spec in specs if spec.batched]),
+    ])  # fmt: skip
+
+
+_APPEND_BODY = _APPEND_BODY.replace("OP_TABLES", op_tables_lua(), 1)
 
 APPEND = LuaScript("append", "local function pre_write() end\nlocal doomed = 0\n" + _APPEND_BODY)
 
