@@ -10,8 +10,9 @@ and ``diff`` accept a tail), long values are cut with ``…``, prose wraps. ``--
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import IO, Any
 
 from rich import box
 from rich.console import Console, Group
@@ -31,14 +32,45 @@ def console_width(environ: Mapping[str, str] | None = None) -> int:
     return int(columns) if columns.isdigit() and int(columns) > 0 else PIPE_WIDTH
 
 
+class TrimmedLines:
+    """A text stream that drops the spaces rich leaves at the end of a line (a table's
+    padding, the space where prose wrapped), so piped output diffs and greps cleanly."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self._partial = ""
+
+    def write(self, text: str) -> int:
+        *lines, self._partial = (self._partial + text).split("\n")
+        if lines:
+            self.stream.write("".join(line.rstrip(" ") + "\n" for line in lines))
+        return len(text)
+
+    def flush(self) -> None:
+        # a line not yet ended goes out, but for its trailing spaces: they wait to see
+        # whether the line ends there
+        text = self._partial.rstrip(" ")
+        if text:
+            self.stream.write(text)
+            self._partial = self._partial[len(text) :]
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+
 def make_console(*, stderr: bool = False) -> Console:
     """A console for text output: a terminal's own width (``COLUMNS`` wins, as rich has
     it); written to a pipe or a file, ``COLUMNS`` or else 80 columns, never the width of
-    whatever terminal the pipe ends in."""
+    whatever terminal the pipe ends in, and no trailing spaces."""
     console = Console(highlight=False, stderr=stderr)
     if console.is_terminal:
         return console
-    return Console(highlight=False, stderr=stderr, width=console_width())
+    stream = TrimmedLines(sys.stderr if stderr else sys.stdout)
+    return Console(highlight=False, file=stream, width=console_width())
 
 
 def progress() -> Progress:

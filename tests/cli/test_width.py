@@ -110,7 +110,11 @@ def test_commands_fit_80_columns(
     valkey_url: str, forked: tuple[str, str], command: int, mode: str
 ) -> None:
     args = COMMANDS[command](*forked)
-    _assert_fits(_output(mode, [*args, "--url", valkey_url]), f"{' '.join(args)} ({mode})")
+    out = _output(mode, [*args, "--url", valkey_url])
+    _assert_fits(out, f"{' '.join(args)} ({mode})")
+    if mode != "terminal":  # piped: no padding left at the ends of lines
+        padded = [line for line in out.splitlines() if line != line.rstrip(" ")]
+        assert not padded, f"{' '.join(args)}: trailing spaces in\n" + "\n".join(padded)
 
 
 def _command_names() -> list[str]:
@@ -159,3 +163,19 @@ def test_json_is_never_wrapped(valkey_url: str, forked: tuple[str, str]) -> None
             json.loads(line)
     doc = json.loads(_piped(["show", thread_id, "--json", "--url", valkey_url], "40"))
     assert len(doc["checkpoint_id"]) == 36
+
+
+def test_trimmed_lines_keep_spaces_inside_a_line_written_in_pieces() -> None:
+    import io
+
+    from streamstate._render import TrimmedLines
+
+    out = io.StringIO()
+    stream = TrimmedLines(out)
+    stream.write("a table row   ")
+    stream.flush()
+    assert out.getvalue() == "a table row"  # the spaces wait for the rest of the line
+    stream.write("\nwords  ")
+    stream.flush()
+    stream.write("go on  \n")
+    assert out.getvalue() == "a table row\nwords  go on\n"
