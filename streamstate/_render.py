@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from rich import box
 from rich.console import Console, Group
@@ -70,7 +70,8 @@ def make_console(*, stderr: bool = False) -> Console:
     if console.is_terminal:
         return console
     stream = TrimmedLines(sys.stderr if stderr else sys.stdout)
-    return Console(highlight=False, file=stream, width=console_width())
+    # rich calls only write, flush, isatty and fileno on its file
+    return Console(highlight=False, file=cast(IO[str], stream), width=console_width())
 
 
 def progress() -> Progress:
