@@ -655,6 +655,42 @@ def verify(
 
 
 @app.command()
+def check(
+    ctx: typer.Context,
+    url: UrlOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Say what the server's settings mean for streamstate's data.
+
+    Persistence (what an acknowledged write survives), replication, the eviction
+    policy, the stream node size and scripting, each marked ok, note or risk. Reads
+    INFO and, where allowed, CONFIG GET; writes nothing. Exit 1 when anything is a risk.
+    """
+    from streamstate._render import marked_lines
+    from streamstate.server_check import check_server, worst
+
+    s = _settings(ctx, url, json_out)
+    with _audit(s) as audit:
+        findings = check_server(audit.client)
+    verdict = worst(findings)
+    if s.json:
+        _emit_json({"verdict": verdict, "findings": [f.as_dict() for f in findings]})
+    else:
+        console = _console()
+        marks = {"ok": "[green]✓[/]", "note": "[yellow]![/]", "risk": "[red]✗[/]"}
+        for f in findings:
+            where = f" ({f.node})" if f.node else ""
+            for text in marked_lines(marks[f.status], f"{f.topic}{where}: {f.message}",
+                                     console.width):  # fmt: skip
+                console.print(text, soft_wrap=True)
+        risks = sum(f.status == "risk" for f in findings)
+        console.print(f"{plural(risks, 'risk')} to acknowledged data or to operations" if risks
+                      else "nothing puts acknowledged data at risk")  # fmt: skip
+    if verdict == "risk":
+        _fail(1)
+
+
+@app.command()
 def migrate(
     ctx: typer.Context,
     url: UrlOpt = None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import IO, Any, cast
 
@@ -108,6 +109,13 @@ COMPACT: dict[str, Any] = {
 
 
 # -- values --------------------------------------------------------------------------------
+
+
+def marked_lines(mark: str, text: str, width: int) -> list[str]:
+    """``text`` wrapped to ``width`` behind a one-character ``mark`` (rich markup), its
+    continuation lines indented under the text; the text itself is escaped."""
+    lines = textwrap.wrap(text, width=max(width - 2, 20), break_on_hyphens=False)
+    return [f"{mark} {escape(lines[0])}", *(f"  {escape(rest)}" for rest in lines[1:])]
 
 
 def short(value: str | None, keep: int = 8) -> str:

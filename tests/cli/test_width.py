@@ -101,6 +101,7 @@ COMMANDS: list[Callable[[str, str], list[str]]] = [
     lambda t, f: ["threads", "--prefix", t],
     lambda t, f: ["diff", t],
     lambda t, f: ["demo", "--sessions", "1"],
+    lambda t, f: ["check"],
 ]
 
 
