@@ -21,13 +21,11 @@ from typing import Any, Literal
 import valkey
 
 from streamstate.errors import BackendUnavailable
+from streamstate.server import STREAM_NODE_MAX_BYTES as EMBEDDED_NODE_BYTES
 
 Status = Literal["ok", "note", "risk"]
 """``ok``: as streamstate expects. ``note``: works, with a cost worth knowing.
 ``risk``: acknowledged data can be lost, or operations fail."""
-
-EMBEDDED_NODE_BYTES = 512
-"""The ``stream-node-max-bytes`` the embedded server runs with."""
 
 
 @dataclass(frozen=True)
@@ -35,7 +33,7 @@ class Finding:
     topic: str
     status: Status
     message: str
-    node: str = ""  # a cluster node, when the cluster's nodes differ
+    node: str = ""  # on a cluster: the primaries it holds for, when not all of them
 
     def as_dict(self) -> dict[str, str]:
         return asdict(self)
