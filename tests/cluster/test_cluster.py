@@ -132,9 +132,13 @@ def test_round_trip_budget_on_the_cluster(cluster: LocalCluster) -> None:
 class Load:
     """Writers putting checkpoints to several threads, recording what was acknowledged."""
 
-    def __init__(self, make_saver: Any, threads: int = 4) -> None:
+    def __init__(self, make_saver: Any, threads: int | list[str] = 4) -> None:
         self.make_saver = make_saver
-        self.threads = [f"load-{uuid.uuid4().hex[:6]}-{i}" for i in range(threads)]
+        self.threads = (
+            threads
+            if isinstance(threads, list)
+            else [f"load-{uuid.uuid4().hex[:6]}-{i}" for i in range(threads)]
+        )
         self.acked: dict[str, list[str]] = {t: [] for t in self.threads}
         self.errors: list[BaseException] = []
         self.stop = threading.Event()
@@ -184,6 +188,23 @@ def _patient() -> RetryPolicy:
     return RetryPolicy(attempts=60, budget=30, initial_wait=0.05, max_wait=0.5)
 
 
+def _threads_on_every_primary(url: str, per_primary: int = 2) -> dict[str, int]:
+    """Thread ids, ``per_primary`` on each primary of the cluster: thread -> its port."""
+    probe = client_from_url(url)
+    try:
+        keyspace = ValkeySaver(probe).log.keyspace
+        primaries = {node.port for node in probe.get_primaries()}
+        placed: dict[str, int] = {}
+        while any(sum(p == port for p in placed.values()) < per_primary for port in primaries):
+            thread = f"load-{uuid.uuid4().hex[:8]}"
+            port = probe.get_node_from_key(keyspace.session(("t", thread)).log).port
+            if sum(p == port for p in placed.values()) < per_primary:
+                placed[thread] = port
+        return placed
+    finally:
+        probe.close()
+
+
 def test_primary_killed_during_a_load_fails_over(tmp_path) -> None:
     with LocalCluster(tmp_path, primaries=3, replicas=1, node_timeout_ms=1000) as cluster:
         url = cluster.url
@@ -194,16 +215,24 @@ def test_primary_killed_during_a_load_fails_over(tmp_path) -> None:
             client = client_from_url(url, socket_timeout=2)
             return ValkeySaver(client, retry=_patient(), wait_replicas=1)
 
-        with Load(make) as load:
+        # threads on every shard: the killed primary's replica takes over with no replica
+        # of its own, so wait_replicas=1 cannot confirm its threads' writes any more; the
+        # other shards' threads must carry on (with random ids, all of them landed on the
+        # killed shard about 1 run in 80)
+        placed = _threads_on_every_primary(url)
+        with Load(make, threads=list(placed)) as load:
             time.sleep(1.0)
             victim = cluster.primary_ports()[0]
             cluster.kill(victim)
             time.sleep(1.0)
             cluster.wait_ok(60)
             time.sleep(1.5)
-            before = sum(len(v) for v in load.acked.values())
+            others = [t for t, port in placed.items() if port != victim]
+            assert len(others) == 4
+            before = sum(len(load.acked[t]) for t in others)
             time.sleep(1.5)
-            assert sum(len(v) for v in load.acked.values()) > before, "writers did not carry on"
+            after = sum(len(load.acked[t]) for t in others)
+            assert after > before, "writers on the shards that kept a replica did not carry on"
         live = client_from_url(f"valkey://127.0.0.1:{cluster.live_ports()[0]}/0?cluster=true")
         assert load.verify(ValkeySaver(live)) > 0
 
