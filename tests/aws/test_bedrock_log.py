@@ -4,8 +4,11 @@ ended sessions, and the step layout seen through the emulator."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -132,3 +135,64 @@ def test_extra_ops_and_ttl_are_refused(client: Any) -> None:
         log.append("x", [make_event(1)], extra_ops=[set_("k", "v")])
     with pytest.raises(ConfigError):
         log.append("x", [make_event(1)], ttl=5)
+
+
+def _alias_sessions(client: Any, name: str) -> list[str]:
+    pages = client.get_paginator("list_sessions").paginate()
+    sids = [s["sessionId"] for page in pages for s in page["sessionSummaries"]]
+    return [
+        sid
+        for sid in sids
+        if (client.get_session(sessionIdentifier=sid).get("sessionMetadata") or {}).get(META_KEY)
+        == name
+    ]
+
+
+def _append_all_at_once(logs: list[BedrockEventLog], name: str, first: int) -> None:
+    start = threading.Barrier(len(logs))
+
+    def append(i: int) -> None:
+        start.wait()
+        logs[i].append(name, [make_event(first + i)])
+
+    with ThreadPoolExecutor(len(logs)) as pool:
+        for done in [pool.submit(append, i) for i in range(len(logs))]:
+            done.result()
+
+
+@pytest.mark.parametrize("shared_cache", [True, False], ids=["one-process", "many-processes"])
+def test_racing_first_appends_to_a_new_name_all_land_in_one_session(
+    emulator: AwsEmulator, client: Any, shared_cache: bool
+) -> None:
+    """LangGraph writes a step's checkpoint and writes at once, so the first appends to a
+    new thread race to create its alias session: every one must land, in one session
+    (losing creators remove theirs), whether the writers share a process's cache or not."""
+    writers = 6
+    for round_no in range(8):
+        name = f"race-{uuid.uuid4().hex[:8]}"
+        shared = BedrockEventLog(client)
+        logs = [shared if shared_cache else BedrockEventLog(client) for _ in range(writers)]
+        created = emulator.call_count("CreateSession")
+        _append_all_at_once(logs, name, 100 * round_no)
+        if shared_cache:  # one process creates once, its other writers wait for it
+            assert emulator.call_count("CreateSession") == created + 1
+        got = sorted(e.event.checkpoint_id for e in BedrockEventLog(client).read(name))
+        assert got == sorted(make_event(100 * round_no + i).checkpoint_id for i in range(writers))
+        assert len(_alias_sessions(client, name)) == 1
+
+
+async def test_racing_async_first_appends_share_one_creator(
+    emulator: AwsEmulator, client: Any
+) -> None:
+    """The async driver's concurrent appends wait for one creator, without blocking
+    the event loop (a thread lock held across a call would deadlock it)."""
+    log = AsyncBedrockEventLog(client)
+    for round_no in range(4):
+        name = f"arace-{uuid.uuid4().hex[:8]}"
+        events = [make_event(100 * round_no + i) for i in range(6)]
+        created = emulator.call_count("CreateSession")
+        await asyncio.gather(*(log.append(name, [event]) for event in events))
+        assert emulator.call_count("CreateSession") == created + 1
+        got = sorted(e.event.checkpoint_id for e in await log.read(name))
+        assert got == sorted(e.checkpoint_id for e in events)
+        assert len(_alias_sessions(client, name)) == 1

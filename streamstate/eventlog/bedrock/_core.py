@@ -43,6 +43,10 @@ _US = timedelta(microseconds=1)
 META_KEY = "streamstate.session"
 """``sessionMetadata`` key naming the log session an alias session holds."""
 MAX_META_VALUE = 5000
+CREATE_WAIT_S = 30.0
+"""How long an append waits for this process's other creator of the same alias
+session before it creates one itself (the oldest claimant still wins)."""
+CREATE_POLL_S = 0.005
 
 K_EVENT = "0"
 """First (or only) step of an event other than a checkpoint or writes."""
@@ -183,6 +187,8 @@ class _Session:
     tag: str | None
     created: datetime
     status: str
+    learnt: int = 0
+    """When this process cached it (an epoch of :class:`BedrockLogCore`)."""
 
 
 @dataclass
@@ -256,6 +262,8 @@ class BedrockLogCore:
         self._lock = threading.RLock()
         self._resolved: dict[str, str] = {}
         self._sessions: dict[str, _Session] = {}
+        self._epoch = 0
+        self._creating: set[str] = set()
         self._invocations: set[tuple[str, str]] = set()
         self._groups: dict[tuple[str, str], _Group] = {}
 
@@ -277,6 +285,8 @@ class BedrockLogCore:
         Costs ListSessions pages (1000 sessions each) plus one GetSession per session
         this process has not seen before.
         """
+        with self._lock:
+            began = self._epoch
         summaries: list[dict[str, Any]] = []
         token: str | None = None
         while True:
@@ -288,8 +298,14 @@ class BedrockLogCore:
             token = reply.get("nextToken")
             if not token:
                 break
+        # The answer is built from this scan's own view: other flows scan, create and
+        # forget concurrently, so the shared cache may change under this one.
+        seen: dict[str, _Session] = {}
         with self._lock:
-            unknown = [s["sessionId"] for s in summaries if s["sessionId"] not in self._sessions]
+            for s in summaries:
+                if (known := self._sessions.get(s["sessionId"])) is not None:
+                    seen[known.sid] = known
+        unknown = [s["sessionId"] for s in summaries if s["sessionId"] not in seen]
         for chunk in _chunks(unknown, BATCH_SIZE):
             replies = yield Parallel(
                 tuple(Call("get_session", {"sessionIdentifier": sid}) for sid in chunk), settle=True
@@ -300,24 +316,32 @@ class BedrockLogCore:
                 if isinstance(rep, Exception):
                     raise rep
                 tag = (rep.get("sessionMetadata") or {}).get(META_KEY)
+                fetched = _Session(sid, tag, rep["createdAt"], rep.get("sessionStatus", "ACTIVE"))
                 with self._lock:
-                    self._sessions[sid] = _Session(
-                        sid, tag, rep["createdAt"], rep.get("sessionStatus", "ACTIVE")
-                    )
+                    seen[sid] = self._remember(fetched)
         live: list[_Session] = []
+        for s in summaries:
+            if (known := seen.get(s["sessionId"])) is not None:
+                known.status = s.get("sessionStatus", known.status)
+                live.append(known)
         with self._lock:
-            listed = set()
-            for s in summaries:
-                sid = s["sessionId"]
-                listed.add(sid)
-                known = self._sessions.get(sid)
-                if known is not None:
-                    known.status = s.get("sessionStatus", known.status)
-                    live.append(known)
-            for sid in [sid for sid in self._sessions if sid not in listed]:
-                del self._sessions[sid]
+            # Drop sessions this listing did not show, unless learnt since it began
+            # (a session created meanwhile is missing from an older listing).
+            for sid, cached in list(self._sessions.items()):
+                if sid not in seen and cached.learnt <= began:
+                    del self._sessions[sid]
         live.sort(key=lambda s: (s.created, s.sid))
         return live
+
+    def _remember(self, session: _Session) -> _Session:
+        """Cache a session (the caller holds the lock); the cached one if known."""
+        known = self._sessions.get(session.sid)
+        if known is not None:
+            return known
+        self._epoch += 1
+        session.learnt = self._epoch
+        self._sessions[session.sid] = session
+        return session
 
     def _claimants(self, sessions: Iterable[_Session], tag: str) -> list[_Session]:
         return sorted((s for s in sessions if s.tag == tag), key=lambda s: (s.created, s.sid))
@@ -336,21 +360,52 @@ class BedrockLogCore:
     def resolve_flow(self, name: SessionName, *, create: bool) -> Flow[str | None]:
         """The Bedrock session id of a log session; ``create`` makes an alias if none."""
         tag = session_tag(name)
+        while True:
+            with self._lock:
+                cached = self._resolved.get(tag)
+            if cached is not None:
+                return cached
+            sid = yield from self._direct_flow(name)
+            if sid is None:
+                claim = self._claimants((yield from self.scan_flow()), tag)
+                if claim:
+                    sid = claim[0].sid
+                elif create:
+                    sid = yield from self._create_once_flow(name, tag)
+                    if sid is None:
+                        continue  # another flow of this process made it: look again
+            if sid is not None:
+                with self._lock:
+                    self._resolved[tag] = sid
+            return sid
+
+    def _create_once_flow(self, name: SessionName, tag: str) -> Flow[str | None]:
+        """Create the alias session, unless another flow of this process has or is
+        creating it (then ``None``: resolve again). Racing creators in one process
+        would each make a session, and writers could pick one that is then deleted."""
         with self._lock:
-            cached = self._resolved.get(tag)
-        if cached is not None:
-            return cached
-        sid = yield from self._direct_flow(name)
-        if sid is None:
-            claim = self._claimants((yield from self.scan_flow()), tag)
-            if claim:
-                sid = claim[0].sid
-            elif create:
-                sid = yield from self._create_alias_flow(name, tag)
-        if sid is not None:
+            if tag in self._resolved:
+                return None
+            busy = tag in self._creating
+            self._creating.add(tag)
+        if busy:
+            waited = 0.0
+            while waited < CREATE_WAIT_S:
+                yield Sleep(CREATE_POLL_S)
+                waited += CREATE_POLL_S
+                with self._lock:
+                    if tag not in self._creating:
+                        return None
+            # the other creator is stuck: make one too, the oldest claimant still wins
+        try:
+            sid = yield from self._create_alias_flow(name, tag)
             with self._lock:
                 self._resolved[tag] = sid
-        return sid
+            return sid
+        finally:
+            if not busy:
+                with self._lock:
+                    self._creating.discard(tag)
 
     def _create_alias_flow(self, name: SessionName, tag: str) -> Flow[str]:
         if not self.auto_create:
@@ -366,8 +421,8 @@ class BedrockLogCore:
         reply = yield Call("create_session", {"sessionMetadata": {META_KEY: tag}})
         sid = reply["sessionId"]
         with self._lock:
-            self._sessions[sid] = _Session(
-                sid, tag, reply["createdAt"], reply.get("sessionStatus", "ACTIVE")
+            self._remember(
+                _Session(sid, tag, reply["createdAt"], reply.get("sessionStatus", "ACTIVE"))
             )
         # Another process may have created an alias for the same name meanwhile: the
         # oldest claimant wins everywhere, and a losing creator deletes its own.
