@@ -74,7 +74,6 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from streamstate.adapters._agentcore_store_core import StoreCore as StoreCore
 from streamstate.adapters._checkpoints import (
     checkpoint_event,
     list_query,
@@ -114,9 +113,6 @@ HI = "ss.hi"
 """On batch events: the smallest and largest checkpoint id its events name."""
 
 BATCHING_MODES = ("off", "step", "deferred")
-
-# ``StoreCore`` is imported above only for the store's shell, which still reads
-# ``core.StoreCore`` from this module; it lives in ``_agentcore_store_core``.
 
 KIND_CP = "cp"
 KIND_WR = "wr"

@@ -32,6 +32,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.store.base import BaseStore, Op, Result
 
 from streamstate.adapters import _agentcore_core as core
+from streamstate.adapters._agentcore_store_core import StoreCore
 from streamstate.adapters._saver_shell import ActorSaverShell, CoreFlows
 from streamstate.adapters._shell import Runners, documented
 from streamstate.eventlog._drive import Flow
@@ -264,7 +265,7 @@ class AgentCoreMemoryStore(BaseStore):
         self.client = make_client(**boto3_kwargs)
         self._runner = Runner(self.client)
         self._exec = Runners(self._runner.run, self._runner.arun)
-        self._core = core.StoreCore(
+        self._core = StoreCore(
             LogCore(memory_id),
             serde or JsonPlusSerializer(),
             namespace_root=namespace_root,
