@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import valkey
+from hypothesis import settings
 
 from streamstate.server import EmbeddedServer
 
@@ -17,6 +18,12 @@ from streamstate.server import EmbeddedServer
 # it delivered. A handled signal is reset to the default in an exec'd child.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+# Tests never assert wall time (performance is measured in bench/): no hypothesis deadline,
+# which a loaded CI machine could miss on any example.
+settings.register_profile("streamstate", deadline=None)
+settings.load_profile("streamstate")
 
 
 def _start(tmp: Path, **kwargs: object) -> EmbeddedServer:
