@@ -41,25 +41,53 @@ def overrides_history(saver: Any) -> bool:
     )
 
 
-def _thread(app: Any, inputs: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """One fresh thread: per-turn times, then get_state times and the message count."""
-    cfg = {"configurable": {"thread_id": f"delta-{uuid.uuid4().hex[:12]}"}}
-    turn_us = []
-    for x in inputs:
-        t0 = time.perf_counter()
-        app.invoke(x, cfg)
-        turn_us.append((time.perf_counter() - t0) * 1e6)
+def _get_state_us(app: Any, cfg: dict[str, Any]) -> tuple[float, Any]:
     t0 = time.perf_counter()
     for _ in range(GET_STATE_CALLS):
         state = app.get_state(cfg)
-    get_state_us = (time.perf_counter() - t0) * 1e6 / GET_STATE_CALLS
+    return (time.perf_counter() - t0) * 1e6 / GET_STATE_CALLS, state
+
+
+def _thread(app: Any, inputs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One fresh thread: per-turn times, get_state before the last turn (the channel
+    rebuilt from the writes since the last snapshot) and after it, and the message count."""
+    cfg = {"configurable": {"thread_id": f"delta-{uuid.uuid4().hex[:12]}"}}
+    turn_us = []
+    deep_us = float("nan")
+    for i, x in enumerate(inputs):
+        if i == len(inputs) - 1:  # not timed as part of a turn
+            deep_us, state = _get_state_us(app, cfg)
+            assert len(state.values.get("messages", [])) == 2 * i, "history read wrong"
+        t0 = time.perf_counter()
+        app.invoke(x, cfg)
+        turn_us.append((time.perf_counter() - t0) * 1e6)
+    get_state_us, state = _get_state_us(app, cfg)
     late = turn_us[-max(1, int(len(turn_us) * LATE_SHARE)) :]
     return {
         "us_per_turn": sum(turn_us) / len(turn_us),
         "late_us_per_turn": sum(late) / len(late),
+        "get_state_deep_us": deep_us,
         "get_state_us": get_state_us,
         "messages": len(state.values.get("messages", [])),
     }
+
+
+def history_depth(turns: int) -> int:
+    """Ancestor checkpoints without a ``messages`` value that reading the thread goes back
+    through after ``turns`` turns (up to the last snapshot), counted on an InMemorySaver."""
+    from langchain_core.runnables import RunnableConfig
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    saver = InMemorySaver()
+    app = delta_chat_graph().compile(checkpointer=saver)
+    cfg: RunnableConfig = {"configurable": {"thread_id": "depth"}}
+    for x in chat_inputs(turns):
+        app.invoke(x, cfg)
+    depth, tup = 0, saver.get_tuple(cfg)
+    while tup is not None and "messages" not in tup.checkpoint["channel_values"]:
+        depth += 1
+        tup = saver.get_tuple(tup.parent_config) if tup.parent_config else None
+    return depth
 
 
 def bench_delta(
@@ -89,7 +117,11 @@ def bench_delta(
             for n, r in res.items()
             if r[-1]["messages"] != 2 * t
         }
-        out["by_turns"][str(t)] = {"results": res, "wrong_state": wrong}
+        out["by_turns"][str(t)] = {
+            "results": res,
+            "wrong_state": wrong,
+            "history_depth_before_last_turn": history_depth(t - 1),
+        }
         med = {n: summary([x["us_per_turn"] for x in r])["median"] for n, r in res.items()}
         log(
             f"  delta chat, {t} turns: µs/turn "
@@ -105,6 +137,7 @@ def bench_delta(
 MEASURES = (
     ("us_per_turn", "µs per turn (whole thread)"),
     ("late_us_per_turn", "µs per turn (last 10% of turns)"),
+    ("get_state_deep_us", "graph.get_state µs before the last turn"),
     ("get_state_us", "graph.get_state µs (finished thread)"),
 )
 
@@ -125,7 +158,11 @@ def report_section(delta: dict[str, Any]) -> list[str]:
         f" ({delta['rounds']}) runs every peer on a fresh thread of T turns (order flipping"
         " every round); µs per"
         " turn = wall time of the invoke; get_state = mean of"
-        f" {GET_STATE_CALLS} calls on the finished thread. Median over rounds (min\u2013max).",
+        f" {GET_STATE_CALLS} calls, before the last turn and on the finished thread. With"
+        " T a multiple of 50, the last turn stores a snapshot: the finished thread needs no"
+        " history, while before the last turn the channel is rebuilt from the writes of"
+        " the longest history there is (the ancestors since the previous snapshot). Median"
+        " over rounds (min\u2013max).",
         "",
     ]
     own = delta["overrides_history"]
@@ -142,7 +179,9 @@ def report_section(delta: dict[str, Any]) -> list[str]:
             for n in names
         ]
         lines += [
-            f"### {t} turns ({2 * int(t)} messages at the end)",
+            f"### {t} turns ({2 * int(t)} messages at the end; before the last turn, "
+            f"get_state reads back through {block.get('history_depth_before_last_turn', '?')}"
+            " ancestor checkpoints)",
             "",
             md_table(
                 [
