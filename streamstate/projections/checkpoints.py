@@ -154,8 +154,9 @@ def compact_id(value: str) -> str:
     return escape(value)  # refuses what is not a string
 
 
+@lru_cache(maxsize=1 << 14)
 def expand_id(part: str) -> str:
-    """Invert :func:`compact_id`."""
+    """Invert :func:`compact_id` (cached: reads meet the same task ids again and again)."""
     if part.startswith("!"):
         return str(uuid.UUID(bytes=base64.urlsafe_b64decode(part[1:] + "==")))
     return unescape(part)
