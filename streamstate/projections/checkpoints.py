@@ -660,6 +660,8 @@ local function refresh(at)
   end
 end
 local function esc(s)
+  -- ids are mostly UUIDs, which need no escaping: skip gsub's per-call closure
+  if not string.find(s, "[^%w%-_%.~]") then return s end
   return (string.gsub(s, "[^%w%-_%.~]", function(c)
     return string.format("%%%02X", string.byte(c))
   end))
