@@ -90,8 +90,16 @@ class LocalCluster:
         self.ports = cluster_ports(count)
         for port in self.ports:
             self._start_node(port)
-        for port in self.ports:
-            self._wait_ping(port, timeout)
+        for i, port in enumerate(self.ports):
+            for _attempt in range(3):
+                if self._wait_ping(port, timeout):
+                    break
+                # another process bound the port first: this node moves to another one
+                del self.procs[port]
+                port = self.ports[i] = cluster_ports(1)[0]
+                self._start_node(port)
+            else:
+                raise BackendUnavailable(f"cluster node in {self.dir} exited at start")
         subprocess.run(
             [
                 valkey_binary("valkey-cli"), "--cluster", "create",
@@ -103,12 +111,15 @@ class LocalCluster:
         self.wait_ok(timeout)
         return self
 
-    def _wait_ping(self, port: int, timeout: float) -> None:
+    def _wait_ping(self, port: int, timeout: float) -> bool:
+        """True once the node answers; False if its process ended first."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if self.procs[port].poll() is not None:
+                return False
             with contextlib.suppress(valkey.ConnectionError, OSError):
                 if valkey.Valkey(port=port, socket_timeout=0.5).ping():
-                    return
+                    return True
             time.sleep(0.05)
         raise BackendUnavailable(f"cluster node {port} did not start")
 
@@ -159,7 +170,8 @@ class LocalCluster:
         """Start a killed node again on its data directory: it rejoins the cluster (a
         primary whose replica took over comes back as that replica's replica)."""
         self._start_node(port)
-        self._wait_ping(port, timeout)
+        if not self._wait_ping(port, timeout):
+            raise BackendUnavailable(f"cluster node {port} exited at restart")
 
     def stop(self) -> None:
         for proc in self.procs.values():

@@ -40,6 +40,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class _ExitedAtStart(Exception):
+    """The server process ended before it answered."""
+
+
 def _wait(predicate: object, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -71,6 +75,8 @@ class ValkeyNode:
         self.dir = Path(data_dir)
         self.args = list(args)
         self.port = port or free_port()
+        self._port_chosen = port is None
+        self._started = False
         self.sentinel_config = sentinel_config
         self.password = password
         self.proc: subprocess.Popen[bytes] | None = None
@@ -87,7 +93,29 @@ class ValkeyNode:
         return valkey.Valkey(host=HOST, port=self.port, **kwargs)  # type: ignore[arg-type]
 
     def start(self, timeout: float = 30.0) -> ValkeyNode:
+        """Start the process and wait until it answers ``PING``.
+
+        A free port can be taken by another process before the server binds it; on its
+        first start a node whose port was chosen for it then moves to another port.
+        A restart keeps its port (replicas and Sentinels know it).
+        """
         self.dir.mkdir(parents=True, exist_ok=True)
+        for _attempt in range(3):
+            self._spawn()
+            try:
+                _wait(self._answers, timeout, f"port {self.port}")
+            except _ExitedAtStart as exited:
+                if self._started or not self._port_chosen:
+                    raise BackendUnavailable(str(exited)) from None
+                self.port = free_port()
+                if self.sentinel_config is not None:
+                    (self.dir / "sentinel.conf").unlink(missing_ok=True)
+                continue
+            self._started = True
+            return self
+        raise BackendUnavailable(f"valkey-server in {self.dir} exited at start three times")
+
+    def _spawn(self) -> None:
         log = str(self.dir / "valkey.log")
         if self.sentinel_config is not None:
             conf = self.dir / "sentinel.conf"
@@ -109,8 +137,16 @@ class ValkeyNode:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        _wait(lambda: self.client(socket_timeout=0.5).ping(), timeout, f"port {self.port}")
-        return self
+
+    def _answers(self) -> bool:
+        # Another process may answer on this port: only our process, alive, counts.
+        if self.proc is not None and (code := self.proc.poll()) is not None:
+            log = self.dir / "valkey.log"
+            tail = log.read_text(errors="replace").splitlines()[-3:] if log.exists() else []
+            raise _ExitedAtStart(
+                f"valkey-server for port {self.port} exited with code {code}: " + " / ".join(tail)
+            )
+        return bool(self.client(socket_timeout=0.5).ping())
 
     @property
     def alive(self) -> bool:
