@@ -117,7 +117,8 @@ class LocalCluster:
         while time.monotonic() < deadline:
             if self.procs[port].poll() is not None:
                 return False
-            with contextlib.suppress(valkey.ConnectionError, OSError):
+            # not up yet, or (until its own process ends) someone else's port: ask again
+            with contextlib.suppress(valkey.ValkeyError, OSError):
                 if valkey.Valkey(port=port, socket_timeout=0.5).ping():
                     return True
             time.sleep(0.05)
