@@ -227,6 +227,14 @@ class ReplicaSet:
         return self.primary.url
 
     def start(self, timeout: float = 30.0) -> ReplicaSet:
+        # a start that fails partway stops what it started: no fixture teardown runs
+        try:
+            return self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, timeout: float) -> ReplicaSet:
         for node in self.nodes:
             node.start(timeout)
         for node in self.replicas:
@@ -330,6 +338,14 @@ class SentinelSet:
         return f"valkey+sentinel://{auth}{hosts}/{self.service}/0{query}"
 
     def start(self, timeout: float = 30.0) -> SentinelSet:
+        # a start that fails partway stops what it started: no fixture teardown runs
+        try:
+            return self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, timeout: float) -> SentinelSet:
         self.data.start(timeout)
         quorum = len(self.sentinels) // 2 + 1
         for s in self.sentinels:

@@ -43,3 +43,13 @@ def test_a_given_port_that_is_taken_fails_at_once_and_says_why(
     # the server's own exit is reported, not a timeout after waiting on someone else's port
     with pytest.raises(BackendUnavailable, match=f"port {taken_port} exited.*in use"):
         node.start(timeout=30)
+
+
+def test_a_replica_set_that_fails_to_start_stops_what_it_started(
+    tmp_path: Path, taken_port: int
+) -> None:
+    rs = replication.ReplicaSet(tmp_path, replicas=1)
+    rs.replicas[0].port, rs.replicas[0]._port_chosen = taken_port, False
+    with pytest.raises(BackendUnavailable, match="in use"):
+        rs.start(timeout=30)
+    assert rs.primary.proc is not None and not rs.primary.alive
