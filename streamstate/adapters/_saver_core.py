@@ -9,7 +9,7 @@ and receive replies, run by the sync or async driver. No client, no ``await`` he
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -326,9 +326,14 @@ class SaverCore:
         return event
 
     def raw_writes(
-        self, fields: Sequence[Any], records: Sequence[Any], entries: Sequence[Any]
+        self,
+        fields: Sequence[Any],
+        records: Sequence[Any],
+        entries: Sequence[Any],
+        channels: Container[str] | None = None,
     ) -> list[tuple[str, int, str, str, Typed]]:
-        """``(task_id, idx, task_path, channel, value)`` in LangGraph's write order.
+        """``(task_id, idx, task_path, channel, value)`` in LangGraph's write order; with
+        ``channels``, only the writes to those (the others' values are not decoded).
 
         A checkpoint has one write record per put_writes call; they are folded in log
         order as LangGraph's InMemorySaver keeps writes: a task's ordinary write at an
@@ -347,15 +352,19 @@ class SaverCore:
             decoded.append((_entry_order(entry_id), parse_write_field(text(f)), task_path,
                             items, _fields_of(entry)))  # fmt: skip
         decoded.sort(key=lambda d: d[0])
-        kept: dict[tuple[str, int], tuple[str, int, str, str, Typed]] = {}
+        kept: dict[tuple[str, int], tuple[str, int, str, str, bytes]] = {}
         for _order, task_id, task_path, items, stored in decoded:
             for idx, channel, value in items:
                 key = (task_id, idx)
                 if key in kept and channel not in SPECIAL_CHANNELS:
                     continue
                 raw = stored[str(value).encode()] if isinstance(value, int) else value
-                kept[key] = (task_id, idx, task_path, channel, self.codec.decode(raw, Typed))
-        rows = list(kept.values())
+                kept[key] = (task_id, idx, task_path, channel, raw)
+        rows: list[tuple[str, int, str, str, Typed]] = [
+            (task_id, idx, task_path, channel, self.codec.decode(raw, Typed))
+            for task_id, idx, task_path, channel, raw in kept.values()
+            if channels is None or channel in channels
+        ]
         rows.sort(key=lambda r: writes_sort_key(r[2], r[0], r[1]))
         return rows
 
@@ -365,10 +374,13 @@ class SaverCore:
         records: Sequence[Any],
         values: Sequence[Any],
         serde: SerializerProtocol,
+        channels: Container[str] | None = None,
     ) -> list[PendingWrite]:
         return [
             (task_id, channel, serde.loads_typed(value))
-            for task_id, _idx, _path, channel, value in self.raw_writes(fields, records, values)
+            for task_id, _idx, _path, channel, value in self.raw_writes(
+                fields, records, values, channels
+            )
         ]
 
     # list -----------------------------------------------------------------------------
@@ -527,9 +539,12 @@ class SaverCore:
         # the ancestor holding its seed, and the result runs oldest first
         for step_no in range(len(steps), 0, -1):
             _cid, wf, wr, wv = steps[step_no - 1]
-            for w in self.read_writes(wf, wr, wv, serde):
-                if w[1] in collected and step_no <= seed_step.get(w[1], len(steps)):
-                    collected[w[1]].append(w)
+            if not wf:
+                continue
+            # only the channels whose history reaches back to this step are decoded
+            wanted = {ch for ch in channels if step_no <= seed_step.get(ch, len(steps))}
+            for w in self.read_writes(wf, wr, wv, serde, wanted):
+                collected[w[1]].append(w)
         result: dict[str, DeltaChannelHistory] = {}
         for ch in channels:
             entry: DeltaChannelHistory = {"writes": collected[ch]}

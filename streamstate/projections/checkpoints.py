@@ -710,26 +710,41 @@ local function header(rec)
   local p = string.find(rec, '|', 1, true)
   return cmsgpack.unpack(string.sub(rec, p + 1)), string.sub(rec, 1, p - 1)
 end
--- A checkpoint's write records, and for each record that points into its entry the
--- entry's fields as a flat list (-1 when the entry is gone, false when not needed).
-local function writes_of(p)
-  local wf = redis.call('ZRANGEBYLEX', Z, '[' .. p .. ':', '(' .. p .. ';')
-  if #wf == 0 then return {}, {}, {} end
-  local wv = hmget(wf)
+-- The value fields of a writes entry as a flat list (-1 when the entry is gone): its
+-- event head, digest and chain hash stay in the log, readers need only the values.
+local function values_of(id)
+  local r = redis.call('XRANGE', LOG, id, id)
+  if not r[1] then return -1 end
+  local f, out = r[1][2], {}
+  for j = 1, #f, 2 do
+    local b = string.byte(f[j])
+    if b >= 48 and b <= 57 then
+      out[#out + 1] = f[j]
+      out[#out + 1] = f[j + 1]
+    end
+  end
+  return out
+end
+-- For write records ``wv``: the values of each that points into its entry ('p' after
+-- the entry id), false for one whose values are all inline.
+local function pointed(wv)
   local wp = {}
   for i = 1, #wv do
     local rec = wv[i]
     wp[i] = false
     if rec then
       local bar = string.find(rec, '|', 1, true)
-      if string.byte(rec, bar + 1) == 112 then  -- 'p': some value lives in the entry
-        local id = string.sub(rec, 1, bar - 1)
-        local r = redis.call('XRANGE', LOG, id, id)
-        if r[1] then wp[i] = r[1][2] else wp[i] = -1 end
-      end
+      if string.byte(rec, bar + 1) == 112 then wp[i] = values_of(string.sub(rec, 1, bar - 1)) end
     end
   end
-  return wf, wv, wp
+  return wp
+end
+-- A checkpoint's write fields, records and pointed-to values (see ``pointed``).
+local function writes_of(p)
+  local wf = redis.call('ZRANGEBYLEX', Z, '[' .. p .. ':', '(' .. p .. ';')
+  if #wf == 0 then return {}, {}, {} end
+  local wv = hmget(wf)
+  return wf, wv, pointed(wv)
 end
 local function tuple_of(ens, ecid, rec)
   local h, id = header(rec)
@@ -850,8 +865,8 @@ return {last, found}
 )
 
 # KEYS: log v z. ARGV: [1] escaped ns, [2] raw checkpoint id, [3] max ancestors, then
-# escaped channel names. Walks the parent chain of the target (exclusive), collecting
-# each ancestor's writes, until every channel has a seed (a stored value).
+# escaped channel names. Walks the parent chain of the target (exclusive) until every
+# channel has a seed (a stored value), then reads the chain's writes in bulk.
 # Reply: {found target (0/1), {{cid, write fields, write records, write values}...},
 #         {channel, blob, step number (1-based)}...}, or {-2, n} (incomplete thread).
 DELTA_HISTORY = LuaScript(
@@ -866,16 +881,14 @@ if d then return d end
 local rec = redis.call('HGET', V, 'c:' .. ens .. ':' .. esc(cid))
 if not rec then return {0, {}, {}} end
 local parent = header(rec)[3]
-local steps, seeds = {}, {}
+local chain, prefixes, seeds = {}, {}, {}
 local n = 0
 while parent ~= '' and left > 0 and n < limit do
-  n = n + 1
-  local ecid = esc(parent)
-  rec = redis.call('HGET', V, 'c:' .. ens .. ':' .. ecid)
+  rec = redis.call('HGET', V, 'c:' .. ens .. ':' .. esc(parent))
   if not rec then break end
+  n = n + 1
   local h = header(rec)
-  local wf, wv, wp = writes_of(h[5])
-  steps[#steps + 1] = {parent, wf, wv, wp}
+  chain[n], prefixes[n] = parent, h[5]
   for _, spec in ipairs(h[2]) do
     local ch = string.sub(spec, 1, string.find(spec, ':', 1, true) - 1)
     if remaining[ch] then
@@ -883,13 +896,50 @@ while parent ~= '' and left > 0 and n < limit do
       if blob and blob ~= '' then
         seeds[#seeds + 1] = ch
         seeds[#seeds + 1] = deref(blob)
-        seeds[#seeds + 1] = #steps
+        seeds[#seeds + 1] = n
         remaining[ch] = nil
         left = left - 1
       end
     end
   end
   parent = h[3]
+end
+-- The chain's write fields: one range of z per checkpoint, or one range over all the
+-- namespace's writes when z is at most a few times longer than the chain (a range costs
+-- several members' worth); both list a checkpoint's fields in z's order.
+local wfs = {}
+for k = 1, n do wfs[prefixes[k]] = {} end
+local lo, hi = '[w:' .. ens .. ':', '(w:' .. ens .. ';'
+if n > 0 and redis.call('ZCARD', Z) <= 6 * n then
+  local offset = 0
+  repeat
+    local page = redis.call('ZRANGEBYLEX', Z, lo, hi, 'LIMIT', offset, 5000)
+    for _, m in ipairs(page) do
+      local colon = string.find(m, ':', #lo + 1, true)  -- the one after the checkpoint id
+      local list = colon and wfs[string.sub(m, 1, colon - 1)]
+      if list then list[#list + 1] = m end
+    end
+    offset = offset + #page
+  until #page < 5000
+else
+  for k = 1, n do
+    local p = prefixes[k]
+    wfs[p] = redis.call('ZRANGEBYLEX', Z, '[' .. p .. ':', '(' .. p .. ';')
+  end
+end
+-- every record in one read (chunked), then the values they point at
+local all = {}
+for k = 1, n do
+  for _, f in ipairs(wfs[prefixes[k]]) do all[#all + 1] = f end
+end
+local recs = #all > 0 and hmget(all) or {}
+local steps, at = {}, 0
+for k = 1, n do
+  local wf = wfs[prefixes[k]]
+  local wv = {}
+  for i = 1, #wf do wv[i] = recs[at + i] end
+  at = at + #wf
+  steps[k] = {chain[k], wf, wv, pointed(wv)}
 end
 return {1, steps, seeds}
 """,
