@@ -81,7 +81,10 @@ class Keyspace:
         return f"{self.prefix}:sessions"
 
     def session(self, session: SessionName) -> SessionKeys:
-        return SessionKeys(self.prefix, session_tag(session))
+        try:
+            return _session_keys(self.prefix, session)
+        except TypeError:  # an unhashable name (a list): not cached, same checks
+            return SessionKeys(self.prefix, session_tag(session))
 
     def global_key(self, *parts: str) -> str:
         """A key outside any session (registries, indexes), parts escaped."""
@@ -116,3 +119,9 @@ class SessionKeys:
     @property
     def parts(self) -> tuple[str, ...]:
         return parse_session_tag(self.tag)
+
+
+@lru_cache(maxsize=4096)
+def _session_keys(prefix: str, session: SessionName) -> SessionKeys:
+    # every operation names its thread's keys two or three times: build them once
+    return SessionKeys(prefix, session_tag(session))
