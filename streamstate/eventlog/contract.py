@@ -3,7 +3,8 @@
 :class:`EventLog` states each method's guarantees; :class:`AsyncEventLog` is the same
 contract with awaitable methods. ``streamstate.testing.eventlog.EventLogContract`` tests
 it, and ``streamstate.eventlog.memory`` is the reference backend: where a backend does
-otherwise, the contract is right and the backend has a known discrepancy (listed here).
+otherwise, the contract is right and the backend has a known discrepancy (listed here;
+there is none now).
 
 Common rules:
 
@@ -12,13 +13,6 @@ Common rules:
 * Entry ids are strings ``"<int>-<int>"``, strictly increasing within a session in
   append order (compare them as pairs of integers, never as text).
 * A failure raises (a ``StreamstateError``); it never looks like an empty result.
-
-Known discrepancies:
-
-* Valkey records the ``idempotency_key`` of an empty append (a repeat returns
-  ``appended=False``); AgentCore and the reference backend do not.
-* A duplicate append reports the earlier append's ids on every backend but Valkey,
-  which reports only the last of them.
 """
 
 from __future__ import annotations
@@ -41,9 +35,8 @@ class AppendResult:
     before) and wrote nothing. An empty append is not a duplicate: True."""
     ids: list[str] = field(default_factory=list)
     """Ids of the new entries, one per event, in order (``[]`` for an empty append);
-    for a duplicate, the earlier append's ids when the backend knows them: all of them
-    (AgentCore, Bedrock, in-memory) or only the last (Valkey keeps one id per key);
-    ``[]`` when it does not know them."""
+    for a duplicate, the earlier append's ids, all of them, when the backend knows them
+    (``[]`` when it does not; Valkey data written by 0.1.0 names only the last)."""
 
 
 class EventLog(Protocol):
@@ -68,8 +61,9 @@ class EventLog(Protocol):
             session: The session; created by its first append.
             events: The events, one entry each. Empty: nothing is written and the
                 result is ``AppendResult(True, [])`` (``extra_ops`` still apply on a
-                backend with projections). Pass no ``idempotency_key`` with it:
-                whether that key is recorded differs between backends.
+                backend with projections). Its ``idempotency_key`` is not recorded:
+                it makes no later append a duplicate, and a retried empty append
+                applies its ``extra_ops`` again.
             idempotency_key: Makes a retry safe: a second append with the same key to
                 the same session writes nothing and returns ``appended=False``, however
                 long after, while the session exists. Do not reuse a key after deleting

@@ -268,8 +268,9 @@ def check_payload(call: ScriptCall, limit: int | None) -> None:
 def read_append(reply: Sequence[Any]) -> AppendResult:
     if int(reply[0]) == 1:
         return AppendResult(True, [text(r) for r in reply[1:]])
-    prev = text(reply[1]) if len(reply) > 1 and reply[1] else None
-    return AppendResult(False, [prev] if prev else [])
+    # the earlier append's ids, comma-separated (0.1.0 kept only the last)
+    prev = text(reply[1]) if len(reply) > 1 and reply[1] else ""
+    return AppendResult(False, prev.split(",") if prev else [])
 
 
 def plan_read(

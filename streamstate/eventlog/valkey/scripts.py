@@ -181,7 +181,9 @@ local function resolve(v)
   end
   return v
 end
-if idf ~= '' then redis.call('HSET', idem, idf, reply[#reply]) end
+-- the key names every entry of the append, so a repeat reports them all; an empty
+-- append wrote no entry and records nothing (as every backend)
+if idf ~= '' and n > 0 then redis.call('HSET', idem, idf, table.concat(reply, ',', 2)) end
 
 local function call_chunked(cmd, k, args)
   for s = 1, #args, 4000 do
