@@ -34,9 +34,7 @@ class ContractRules:
         assert (result.appended, result.ids) == (True, [])
         assert await log.length(session) == 1
 
-    async def test_an_empty_append_records_no_idempotency_key(
-        self, log: Any, session: str
-    ) -> None:
+    async def test_an_empty_append_records_no_idempotency_key(self, log: Any, session: str) -> None:
         assert (await log.append(session, [], idempotency_key="k")).appended
         result = await log.append(session, [make_event(1)], idempotency_key="k")
         assert result.appended and len(result.ids) == 1
