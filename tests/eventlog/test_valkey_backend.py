@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -185,12 +186,20 @@ def test_foreign_entry_is_an_error_when_strict_and_skipped_by_tail(
 def test_ttl_covers_every_key_with_sub_second_precision(
     log: ValkeyEventLog, client: valkey.Valkey, sid: str
 ) -> None:
-    log.append(sid, [make_event(1)], ttl=2.5)
     keys = log.keyspace.session(sid)
-    for key in (keys.log, keys.view("tasks"), keys.view("order")):
-        assert 2000 < client.pttl(key) <= 2500
-    log.append(sid, [make_event(2)], ttl=0.3)
-    assert 0 < client.pttl(keys.log) <= 300
+    started = time.monotonic()
+    log.append(sid, [make_event(1)], ttl=2.5)
+    ttls = [client.pttl(key) for key in (keys.log, keys.view("tasks"), keys.view("order"))]
+    waited_ms = (time.monotonic() - started) * 1000
+    assert all(2500 - waited_ms - 1 <= ms <= 2500 for ms in ttls), ttls
+    # a loaded machine may take longer than a short TTL to look: then look with a longer one
+    for ttl in (0.3, 1.2, 4.8):
+        started = time.monotonic()
+        log.append(sid, [make_event(2)], ttl=ttl)
+        left = client.pttl(keys.log)
+        if time.monotonic() - started < 0.8 * ttl:
+            break
+    assert 0 < left <= ttl * 1000
 
 
 def test_rebuild_gives_the_live_views(log: ValkeyEventLog, client: valkey.Valkey, sid: str) -> None:
