@@ -17,6 +17,12 @@ nothing. The server CPU of an operation then splits into:
   copied once more), feeding the script's writes to the AOF, and building and writing
   the reply.
 
+The same captured calls are then replayed, on fresh data, through the two ways Valkey
+runs server-side Lua: ``EVALSHA`` of each script (what streamstate sends) and ``FCALL`` of
+the same Lua loaded as a function library (``FUNCTION LOAD``), alternating which goes
+first. ``MULTI``/``EXEC`` is no third choice for these steps: every one reads before it
+writes, and a put's views need the entry id that ``XADD`` returns.
+
 The server CPU per operation of langgraph-checkpoint-aws and -hotkv on the same
 operations is shown for scale. Figures are medians over rounds (min-max); CPU time is
 disturbed less than wall time by other work on the machine, but not left untouched.
@@ -29,6 +35,8 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import valkey
+
 from bench.checkpoint_savers import SyncShell, aws, hotkv, streamstate
 from bench.checkpoint_workload import ThreadOps, record_trace
 from bench.common import (
@@ -36,32 +44,39 @@ from bench.common import (
     admin_client,
     embedded_server,
     flushall,
+    fmt_ratio,
     fmt_stat,
     loadavg,
     machine_info,
     machine_md,
     md_table,
+    paired_ratios,
     server_delta,
     summary,
     write_results,
 )
+from streamstate.eventlog.valkey.scripts import LuaScript
 
 OPS = ("put", "put_writes", "get_tuple (latest)", "get_tuple (by id)", "list(limit=10)")
 NOOP = "return 1"
-SCRIPT_COMMANDS = {"evalsha", "eval"}  # the script itself, not a command inside
+SCRIPT_COMMANDS = {"evalsha", "eval", "fcall"}  # the script itself, not a command inside
+MECHANISMS = ("EVALSHA", "FCALL")
+
+Captured = list[tuple[LuaScript, list[Any], list[Any]]]
+"""Script calls as (script, keys, args)."""
 
 
 @contextlib.contextmanager
-def captured_script_calls() -> Iterator[list[tuple[str, list[Any], list[Any]]]]:
-    """Every script call streamstate's sync executor sends, as (script name, keys, args)."""
+def captured_script_calls() -> Iterator[Captured]:
+    """Every script call streamstate's sync executor sends."""
     from streamstate.eventlog.valkey import _exec
 
-    calls: list[tuple[str, list[Any], list[Any]]] = []
+    calls: Captured = []
     original = _exec.ValkeyExecutor._once
 
     def capture(self: Any, call: Any) -> Any:
         if isinstance(call, _exec.ScriptCall):
-            calls.append((call.script.name, list(call.keys), list(call.args)))
+            calls.append((call.script, list(call.keys), list(call.args)))
         return original(self, call)
 
     _exec.ValkeyExecutor._once = capture  # type: ignore[method-assign]
@@ -119,18 +134,63 @@ def _measure(admin: Any, run: Callable[[], int]) -> tuple[int, dict[str, Any]]:
     return ops, server_delta([(before, after)], ops)
 
 
-def _replay_noop(admin: Any, calls: list[tuple[str, list[Any], list[Any]]], ops: int) -> float:
+def _replay_noop(admin: Any, calls: Captured, ops: int) -> float:
     """Server CPU µs per operation of the captured calls sent to a script that does nothing."""
     sha = admin.script_load(NOOP)
     before = ServerSample.take(admin)
-    for _name, keys, args in calls:
+    for _script, keys, args in calls:
         admin.evalsha(sha, len(keys), *keys, *args)
     after = ServerSample.take(admin)
     return float(server_delta([(before, after)], ops)["server_cpu_us_per_op"])
 
 
+LIBRARY = "streamstate_anatomy"
+
+
+def function_library(scripts: list[LuaScript]) -> str:
+    """The scripts' Lua as one function library: each body runs unchanged, with KEYS and
+    ARGV as its function's arguments, registered under the script's name."""
+    parts = [f"#!lua name={LIBRARY}"]
+    for script in scripts:
+        parts += [f"local function body_{script.name}(KEYS, ARGV)", script.source, "end",
+                  f"server.register_function('{script.name}', body_{script.name})"]  # fmt: skip
+    return "\n".join(parts) + "\n"
+
+
+def _replay_mechanisms(
+    url: str, admin: Any, captured: dict[str, tuple[Captured, int]], rnd: int
+) -> dict[str, dict[str, float]]:
+    """Server CPU µs per operation of the captured calls sent by EVALSHA and by FCALL,
+    each on fresh data in the workload's order; which goes first alternates by round."""
+    scripts = {s.name: s for calls, _n in captured.values() for s, _k, _a in calls}
+    raw = valkey.Valkey.from_url(url, max_connections=1)  # replies stay bytes
+    out: dict[str, dict[str, float]] = {}
+    try:
+        raw.function_load(function_library(list(scripts.values())), replace=True)
+        for script in scripts.values():
+            raw.script_load(script.source)
+        order = MECHANISMS if rnd % 2 == 0 else MECHANISMS[::-1]
+        for mechanism in order:
+            flushall(admin)  # data only: scripts and functions stay loaded
+            out[mechanism] = {}
+            for op, (calls, ops) in captured.items():
+                before = ServerSample.take(admin)
+                for script, keys, args in calls:
+                    if mechanism == "EVALSHA":
+                        raw.evalsha(script.sha, len(keys), *keys, *args)
+                    else:
+                        raw.fcall(script.name, len(keys), *keys, *args)
+                after = ServerSample.take(admin)
+                out[mechanism][op] = server_delta([(before, after)], ops)["server_cpu_us_per_op"]
+        raw.function_delete(LIBRARY)
+    finally:
+        raw.close()
+    return out
+
+
 def _streamstate_round(url: str, admin: Any, trace: list[Any], n_threads: int, rnd: int) -> dict:
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, Any] = {}
+    captured: dict[str, tuple[Captured, int]] = {}
     flushall(admin)
     opened = streamstate().open_sync(url)
     try:
@@ -154,8 +214,10 @@ def _streamstate_round(url: str, admin: Any, trace: list[Any], n_threads: int, r
                 "logic_us": cpu - call - sum(inside.values()),
                 "commands_per_op": delta["commands_per_op"],
             }
+            captured[op] = (calls, ops)
     finally:
         opened.close()
+    out["mechanisms"] = _replay_mechanisms(url, admin, captured, rnd)
     return out
 
 
@@ -282,6 +344,20 @@ def render(data: dict[str, Any]) -> str:
     units = data["units"]
     lines.append(md_table(["step", "µs"], [[name, fmt_stat(summary([u[name] for u in units]))]
                                           for name in units[0]]))  # fmt: skip
+    lines += [
+        "",
+        "How a step is sent: the captured calls replayed on fresh data by `EVALSHA` (as "
+        "streamstate sends them) and by `FCALL` of the same Lua loaded as a function "
+        "library; server CPU µs per operation, median (min-max), and FCALL / EVALSHA "
+        "paired per round:",
+        "",
+    ]
+    mech_rows = []
+    for op in OPS:
+        per = {m: [r["mechanisms"][m][op] for r in ss] for m in MECHANISMS}
+        mech_rows.append([op, *(fmt_stat(summary(per[m])) for m in MECHANISMS),
+                          fmt_ratio(paired_ratios(per["FCALL"], per["EVALSHA"]))])  # fmt: skip
+    lines.append(md_table(["operation", *MECHANISMS, "FCALL / EVALSHA"], mech_rows))
     return "\n".join(lines) + "\n"
 
 
