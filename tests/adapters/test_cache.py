@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
@@ -23,6 +22,7 @@ from streamstate.errors import BackendUnavailable, CodecError, ConfigError, Scri
 from streamstate.eventlog.valkey import RetryPolicy
 from streamstate.projections.cache import CacheKeys
 from streamstate.server import free_port
+from tests._short_ttl import SHORT_TTLS, Window
 
 HOSTILE_NAMESPACES: list[tuple[str, ...]] = [
     (),
@@ -129,24 +129,14 @@ async def test_overwrite_replaces_value_and_ttl(shell: Shell, client: valkey.Val
 # TTL ----------------------------------------------------------------------------------
 
 
-# A TTL this short can run out before the test looks, on a loaded machine: each check of
-# what a short TTL leaves before it expires is made again with a longer one when it took
-# too long to mean anything.
-SHORT_TTLS = (0.15, 0.6, 2.4)
-
-
-def _in_time(started: float, ttl: float) -> bool:
-    return time.monotonic() - started < 0.8 * ttl
-
-
 async def test_sub_second_ttl_expires(shell: Shell, client: valkey.Valkey) -> None:
     short, long_ = (("t",), "short"), (("t",), "long")
     for ttl in SHORT_TTLS:
-        started = time.monotonic()
+        window = Window(ttl)
         await shell.set({short: ("s", ttl), long_: ("l", 30)})
         pttl = client.pttl(shell.cache._keys.entry(("t",), "short"))
         got = await shell.get([short, long_])
-        if _in_time(started, ttl):
+        if window.in_time():
             break
     assert 0 < pttl <= ttl * 1000
     assert got == {short: "s", long_: "l"}
@@ -235,10 +225,10 @@ async def test_expired_entries_leave_no_registry_behind(
     shell: Shell, prefix: str, client: valkey.Valkey
 ) -> None:
     for ttl in SHORT_TTLS:
-        started = time.monotonic()
+        window = Window(ttl)
         await shell.set({((f"n{i}",), "k"): (i, ttl) for i in range(5)})
         ttls = {key: client.pttl(key) for key in our_keys(client, prefix)}
-        if _in_time(started, ttl):
+        if window.in_time():
             break
     # Indexes and the registry expire with their latest entry.
     assert ttls and all(0 < ms <= ttl * 1000 for ms in ttls.values()), ttls

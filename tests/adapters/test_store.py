@@ -26,6 +26,7 @@ from streamstate.errors import ConfigError
 from streamstate.eventlog.events import ItemDeleted, ItemPut
 from streamstate.projections import items as item_views
 from streamstate.projections import vectors as vector_views
+from tests._short_ttl import SHORT_TTLS, Window
 
 DIMS = 12
 
@@ -169,11 +170,16 @@ def test_a_retried_put_is_not_a_second_event(store: ValkeyStore) -> None:
 
 
 def test_expired_items_are_not_returned(client: valkey.Valkey, sid: str) -> None:
-    store = ValkeyStore(client, index=index(sid), ttl={"default_ttl": 0.005})
-    store.put(("ttl", "a"), "short", {"text": "x"})
-    store.put(("ttl", "b"), "forever", {"text": "y"}, ttl=None)
-    assert store.get(("ttl", "a"), "short") is not None
-    time.sleep(0.45)
+    for ttl in SHORT_TTLS:
+        store = ValkeyStore(client, index=index(f"{sid}-{ttl}"), ttl={"default_ttl": ttl / 60})
+        window = Window(ttl)
+        store.put(("ttl", "a"), "short", {"text": "x"})
+        store.put(("ttl", "b"), "forever", {"text": "y"}, ttl=None)
+        before = store.get(("ttl", "a"), "short")
+        if window.in_time():
+            break
+    assert before is not None
+    time.sleep(ttl + 0.15)
     assert store.get(("ttl", "a"), "short") is None
     assert [i.key for i in store.search(("ttl",))] == ["forever"]
     assert [i.key for i in store.search(("ttl",), query="x")] == ["forever"]
@@ -181,22 +187,42 @@ def test_expired_items_are_not_returned(client: valkey.Valkey, sid: str) -> None
     assert store.list_namespaces(max_depth=1) == [("ttl",)]
 
 
-def test_refresh_on_read(client: valkey.Valkey, sid: str) -> None:
+def _keys_left_by_refreshes(client: valkey.Valkey, name: str, ttl: float) -> list[str] | None:
+    """Items living ``ttl`` seconds unless read; one is read, one found by search, one read
+    without a refresh and one left alone, every half TTL, three times; then the keys left
+    once the others have expired. None when a read came too late to keep an item alive."""
     store = ValkeyStore(
         client,
-        index={"collection_name": sid},
-        ttl={"default_ttl": 0.005, "refresh_on_read": True},
+        index={"collection_name": name},
+        ttl={"default_ttl": ttl / 60, "refresh_on_read": True},
     )
+    window = Window(ttl)  # from before the puts: the items expire no sooner than this
     for key in ("1-read", "2-searched", "3-no-refresh", "4-untouched"):
         store.put(("r",), key, {})
-    for _ in range(3):  # items live 0.3 s unless read
-        time.sleep(0.15)
-        assert store.get(("r",), "1-read") is not None
-        assert len(store.search(("r",), filter={"x": None}, limit=2)) == 2  # 1 and 2
-        if _ == 0:
-            assert store.get(("r",), "3-no-refresh", refresh_ttl=False) is not None
-    time.sleep(0.2)  # 0.65 s after the puts: only refreshed items remain
+    for step in range(3):
+        time.sleep(ttl / 2)
+        started = time.monotonic()
+        read = store.get(("r",), "1-read")
+        found = store.search(("r",), filter={"x": None}, limit=2)
+        unrefreshed = store.get(("r",), "3-no-refresh", refresh_ttl=False) if step == 0 else 1
+        if not window.in_time():
+            return None
+        assert read is not None
+        assert len(found) == 2  # 1 and 2
+        assert unrefreshed is not None
+        window.restart(started)
+    time.sleep(2 * ttl / 3)  # 3 and 4 are over their TTL, 1 and 2 are not
     keys = [i.key for i in store.search(("r",), refresh_ttl=False)]
+    return keys if window.elapsed() < 0.95 * ttl else None  # 1 and 2 still had time
+
+
+def test_refresh_on_read(client: valkey.Valkey, sid: str) -> None:
+    for ttl in SHORT_TTLS:
+        keys = _keys_left_by_refreshes(client, f"{sid}-{ttl}", ttl)
+        if keys is not None:
+            break
+    else:
+        pytest.fail(f"every attempt was too slow, the last with a TTL of {ttl} s")
     assert keys == ["1-read", "2-searched"]
 
 

