@@ -21,8 +21,9 @@ class Window:
         self.limit = share * ttl
         self.mark = time.monotonic()
 
-    def restart(self, at: float | None = None) -> None:
-        self.mark = time.monotonic() if at is None else at
+    def restart(self, at: float) -> None:
+        """Measure from ``at`` (a ``time.monotonic()`` reading) on."""
+        self.mark = at
 
     def elapsed(self) -> float:
         return time.monotonic() - self.mark

@@ -259,6 +259,7 @@ def test_an_expired_item_put_again_is_a_new_item(client: valkey.Valkey, sid: str
     assert first is not None and again is not None
     assert again.created_at > first.created_at  # not an update of the expired item
     assert store._log.length(store.session) == 1
+    assert_rebuild_gives_live(store)
 
 
 # -- rebuild == live, whatever interleaves ----------------------------------------------------
